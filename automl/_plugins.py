@@ -1,0 +1,226 @@
+"""Plugin discovery, validation and isolation.
+
+Plugins come from the ``automl.plugins`` entry point group (first-party ones included) and,
+for development, from explicit ``--plugin-path`` modules or files. Each plugin's hooks are
+called one plugin at a time with a ``register`` callback bound to that plugin, so that every
+registered object is attributed, validated, and a failure is pinned on the plugin at fault.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Callable
+
+import pluggy
+
+from automl import hookspecs
+from automl._errors import UserError
+from automl._types import (
+    DIRECTIONS,
+    NAME_RE,
+    TASKS,
+    Baseline,
+    Dataset,
+    Metric,
+    PluginInfo,
+    SearchSpace,
+)
+
+ENTRY_POINT_GROUP = "automl.plugins"
+KINDS: dict[str, type] = {
+    "datasets": Dataset,
+    "spaces": SearchSpace,
+    "metrics": Metric,
+    "baselines": Baseline,
+}
+
+
+class PluginError(Exception):
+    """A plugin registered something invalid."""
+
+
+@dataclass
+class LoadedPlugin:
+    name: str
+    version: str
+    source: str
+    module: Any = None
+    info: PluginInfo | None = None
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    spaces: dict[str, SearchSpace] = field(default_factory=dict)
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    baselines: dict[str, Baseline] = field(default_factory=dict)
+    error: str | None = None
+    blocked: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not self.blocked
+
+    def hooks(self) -> list[str]:
+        if self.module is None:
+            return []
+        return sorted(n for n in dir(hookspecs) if _is_hookspec(n) and hasattr(self.module, n))
+
+
+def _is_hookspec(name: str) -> bool:
+    return hasattr(getattr(hookspecs, name, None), "automl_spec")
+
+
+class Registry:
+    """The plugins found, by name: working ones, blocked ones and broken ones."""
+
+    def __init__(self) -> None:
+        self.plugins: dict[str, LoadedPlugin] = {}
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+
+    # -- lookups -------------------------------------------------------------------------
+    def working(self) -> list[LoadedPlugin]:
+        return [p for p in self.plugins.values() if p.ok]
+
+    def get(self, name: str) -> LoadedPlugin:
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            names = ", ".join(sorted(p.name for p in self.working())) or "none installed"
+            raise UserError(f"unknown plugin {name!r}; plugins found: {names}")
+        if plugin.blocked:
+            raise UserError(f"plugin {name!r} is not in AUTOML_PLUGINS={os.environ.get('AUTOML_PLUGINS')}")
+        if plugin.error:
+            raise UserError(f"plugin {name!r} is broken: {plugin.error}")
+        return plugin
+
+    def call(self, hook: str, **kwargs: Any) -> None:
+        """Fire a notification hook on every working plugin. A plugin that raises is
+        reported on stderr and does not stop the others or the search."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            try:
+                impl.function(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - isolation is the point
+                print(f"automl: plugin {impl.plugin_name!r} failed in {hook}: {exc!r}", file=sys.stderr)
+
+
+def _register_into(plugin: LoadedPlugin, kind: str) -> Callable[[Any], None]:
+    expected = KINDS[kind]
+    table: dict[str, Any] = getattr(plugin, kind)
+
+    def register(obj: Any) -> None:
+        if not isinstance(obj, expected):
+            raise PluginError(f"register_{kind} got {type(obj).__name__}, expected {expected.__name__}")
+        name = getattr(obj, "name", None)
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise PluginError(f"{expected.__name__} name {name!r} is not a lowercase identifier")
+        if name in table:
+            raise PluginError(f"{expected.__name__} {name!r} is registered twice")
+        _validate(obj)
+        table[name] = obj
+
+    return register
+
+
+def _validate(obj: Any) -> None:
+    kind = type(obj).__name__
+    tasks = (obj.task,) if isinstance(obj, Dataset) else obj.tasks
+    if isinstance(tasks, str) or not tasks or any(t not in TASKS for t in tasks):
+        raise PluginError(f"{kind} {obj.name!r} declares tasks {tasks!r}; valid: {', '.join(TASKS)}")
+    if isinstance(obj, Metric) and obj.direction not in DIRECTIONS:
+        raise PluginError(f"metric {obj.name!r} has direction {obj.direction!r}; valid: maximize, minimize")
+    for attr in {"Dataset": ("load",), "SearchSpace": ("define", "build"), "Metric": ("fn",),
+                 "Baseline": ("fit",)}[kind]:
+        if not callable(getattr(obj, attr)):
+            raise PluginError(f"{kind} {obj.name!r}: {attr} is not callable")
+
+
+def _collect(registry: Registry, plugin: LoadedPlugin) -> None:
+    """Call one plugin's hooks with callbacks bound to it. Any error marks it broken."""
+    try:
+        registry.pm.register(plugin.module, name=plugin.name)
+    except ValueError as exc:
+        raise PluginError(str(exc)) from exc
+    for kind in KINDS:
+        for impl in getattr(registry.pm.hook, f"register_{kind}").get_hookimpls():
+            if impl.plugin_name == plugin.name:
+                impl.function(register=_register_into(plugin, kind))
+    info_impls = [i for i in registry.pm.hook.plugin_info.get_hookimpls() if i.plugin_name == plugin.name]
+    if info_impls:
+        info = info_impls[0].function()
+        if not isinstance(info, PluginInfo):
+            raise PluginError(f"plugin_info returned {type(info).__name__}, expected PluginInfo")
+        for attr, table in (("default_dataset", plugin.datasets), ("default_space", plugin.spaces),
+                            ("default_metric", plugin.metrics)):
+            value = getattr(info, attr)
+            if value is not None and value not in table:
+                raise PluginError(f"plugin_info.{attr} {value!r} is not registered")
+        plugin.info = info
+
+
+def _load_path(path: str) -> tuple[str, Any]:
+    """Import a plugin from a ``.py`` file or an importable module name (``--plugin-path``)."""
+    p = Path(path)
+    if p.suffix == ".py" or p.exists():
+        if p.is_dir():
+            p = p / "__init__.py"
+        if not p.is_file():
+            raise UserError(f"--plugin-path {path!r} does not exist")
+        name = p.parent.name if p.name == "__init__.py" else p.stem
+        spec = importlib.util.spec_from_file_location(f"automl_path_plugin_{name}", p)
+        if spec is None or spec.loader is None:
+            raise UserError(f"--plugin-path {path!r} is not an importable Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return name, module
+    return path.rsplit(".", 1)[-1], importlib.import_module(path)
+
+
+def load_registry(plugin_paths: tuple[str, ...] | list[str] = ()) -> Registry:
+    """Find, import and validate every plugin. Never raises for a broken plugin.
+
+    ``AUTOML_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points (only ``plugin_paths`` load);
+    ``AUTOML_PLUGINS=a,b`` is an allow-list: other plugins are listed as blocked.
+    """
+    registry = Registry()
+    allow_env = os.environ.get("AUTOML_PLUGINS", "").strip()
+    allow = {a.strip() for a in allow_env.split(",") if a.strip()} if allow_env else None
+    candidates: list[tuple[str, str, str, Callable[[], Any]]] = []
+    if os.environ.get("AUTOML_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes"):
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = getattr(ep, "dist", None)
+            version = dist.version if dist is not None else "unknown"
+            source = f"{dist.metadata['Name'] if dist is not None else '?'} ({ep.value})"
+            candidates.append((ep.name, version, source, ep.load))
+    for path in plugin_paths:
+        name, module = _load_path(path)
+        candidates.append((name, getattr(module, "__version__", "dev"), f"path {path}", lambda m=module: m))
+
+    seen: dict[str, str] = {}
+    for name, version, source, loader in candidates:
+        if name in seen:
+            # Two distributions claim one name: neither is used silently.
+            msg = f"plugin name {name!r} is claimed by both {seen[name]} and {source}"
+            registry.plugins[name].error = msg
+            for kind in KINDS:
+                getattr(registry.plugins[name], kind).clear()
+            continue
+        seen[name] = source
+        plugin = LoadedPlugin(name=name, version=version, source=source)
+        registry.plugins[name] = plugin
+        if allow is not None and name not in allow:
+            plugin.blocked = True
+            continue
+        try:
+            plugin.module = loader()
+            _collect(registry, plugin)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            plugin.error = f"{type(exc).__name__}: {exc}"
+    # A plugin found broken after registration (duplicate name) must not fire hooks.
+    for plugin in registry.plugins.values():
+        if plugin.error and registry.pm.has_plugin(plugin.name):
+            registry.pm.unregister(name=plugin.name)
+    return registry

@@ -1,0 +1,264 @@
+"""Trial execution: the objective, and the worker process loop of the local backend.
+
+Each worker process loads plugins and data once, then takes trial slots from a counter shared
+with the parent, so that N workers finish exactly the target number of trials. Each trial runs
+through ``study.optimize(n_trials=1)`` so that Optuna's heartbeat, pruning and failure
+handling are Optuna's own.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from automl._data import load_data
+from automl._errors import TrialFailed
+from automl._plugins import Registry, load_registry
+from automl._spec import StudySpec, check_task_fit, make_pruner, make_sampler, resolve
+from automl._store import make_storage
+from automl._trainer import build_model, fit, suggest_training
+from automl._types import DataBundle, EpochEvent, Metric, SearchSpace, TrialEvent
+
+HOST = socket.gethostname()
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of a process (Linux), to tell a live pid from a reused one."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner_alive(owner: dict[str, Any] | None) -> bool | None:
+    """Whether the process that ran a trial is alive; ``None`` when it ran on another host."""
+    if not owner or owner.get("host") != HOST:
+        return None
+    pid = int(owner.get("pid", -1))
+    if pid <= 0 or not os.path.exists(f"/proc/{pid}"):
+        try:
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return False
+        return True
+    return process_start_time(pid) == owner.get("start")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    return (int(study_seed) * 1_000_003 + number * 7919) % 2**31
+
+
+def quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*(independent sampling|constant_liar).*")
+
+
+class Objective:
+    """One trial: sample, prepare data, build, train, save weights, return the val metric."""
+
+    def __init__(self, *, registry: Registry, spec: StudySpec, spaces: list[SearchSpace],
+                 metric: Metric, bundle: DataBundle, study_name: str, study_dir: Path,
+                 device: torch.device, checkpoint_every_s: float = 10.0) -> None:
+        self.registry, self.spec, self.metric, self.bundle = registry, spec, metric, bundle
+        self.spaces = {s.name: s for s in spaces}
+        self.study_name, self.study_dir, self.device = study_name, study_dir, device
+        self.checkpoint_every_s = checkpoint_every_s
+
+    def _space(self, trial: optuna.Trial) -> SearchSpace:
+        if len(self.spaces) == 1:
+            return next(iter(self.spaces.values()))
+        return self.spaces[trial.suggest_categorical("space", list(self.spaces))]
+
+    def _event(self, trial: optuna.Trial, **kw: Any) -> TrialEvent:
+        return TrialEvent(self.study_name, str(self.study_dir), trial.number, dict(trial.params), **kw)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        start = time.perf_counter()
+        trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid(), "start": process_start_time(os.getpid())})
+        trial.set_user_attr("device", str(self.device))
+        config: dict[str, Any] | None = None
+        try:
+            space = self._space(trial)
+            info = self.bundle.info
+            config = {"space": space.name, "model": space.define(trial, info),
+                      "train": (space.train or suggest_training)(trial, info)}
+            config = json.loads(json.dumps(config))  # the contract: JSON-able, stored as such
+            trial.set_user_attr("config", config)
+            self.registry.call("on_trial_start", event=self._event(trial, config=config))
+            value = self._train(trial, space, config)
+        except optuna.TrialPruned:
+            self._end(trial, config, "PRUNED", None, start, None)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("error", "interrupted")
+            raise
+        except Exception as exc:
+            reason = _reason(exc)
+            trial.set_user_attr("error", reason)
+            self._end(trial, config, "FAIL", None, start, reason)
+            raise
+        self._end(trial, config, "COMPLETE", value, start, None)
+        return value
+
+    def _end(self, trial, config, state, value, start, error) -> None:
+        duration = time.perf_counter() - start
+        self.registry.call("on_trial_end", event=self._event(
+            trial, config=config, state=state, value=value, duration_s=duration, error=error))
+
+    def _train(self, trial: optuna.Trial, space: SearchSpace, config: dict[str, Any]) -> float:
+        data = space.prepare(self.bundle, config) if space.prepare else self.bundle
+        seed = trial_seed(self.spec.seed, trial.number)
+        tdir = self.study_dir / "trials" / str(trial.number)
+        ckpt = tdir / "checkpoint.pt"
+        retry_of = trial.user_attrs.get("retry_of")
+        if retry_of is not None:
+            old = self.study_dir / "trials" / str(retry_of) / "checkpoint.pt"
+            if old.exists() and not ckpt.exists():
+                tdir.mkdir(parents=True, exist_ok=True)
+                old.replace(ckpt)
+
+        def report(epoch: int, value: float, train_loss: float) -> None:
+            trial.report(value, epoch)
+            self.registry.call("on_epoch_end", event=EpochEvent(
+                self.study_name, str(self.study_dir), trial.number, epoch, train_loss, value, self.metric.name))
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        train_cfg = dict(config["train"])
+        for attempt in (0, 1):
+            seed_everything(seed)
+            model = build_model(space, config["model"], data.info)
+            try:
+                result = fit(model, data, train_cfg, self.metric, self.device, step=space.step,
+                             report=report, seed=seed, checkpoint=ckpt,
+                             checkpoint_every_s=self.checkpoint_every_s)
+                break
+            except torch.OutOfMemoryError:
+                # Out of device memory: halve the batch once and retry before failing.
+                del model
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if attempt or int(train_cfg.get("batch_size", 1)) < 2:
+                    raise TrialFailed("out of memory, also with half the batch size") from None
+                train_cfg["batch_size"] = int(train_cfg["batch_size"]) // 2
+                trial.set_user_attr("oom_batch_size", train_cfg["batch_size"])
+                ckpt.unlink(missing_ok=True)
+        tdir.mkdir(parents=True, exist_ok=True)
+        tmp = tdir / "model.pt.tmp"
+        torch.save(result.state_dict, tmp)
+        tmp.replace(tdir / "model.pt")
+        ckpt.unlink(missing_ok=True)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("samples_per_s", round(result.samples / max(result.seconds, 1e-9), 1))
+        return result.best_value
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+@dataclass
+class WorkerJob:
+    study_name: str
+    study_dir: str
+    url: str
+    spec: dict[str, Any]
+    plugin_paths: list[str]
+    device: str
+    threads: int
+    index: int
+    deadline: float | None
+    checkpoint_every_s: float = 10.0
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive ``kill -9`` of its parent: it would keep taking trials."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def worker_main(job: WorkerJob, remaining, failures, max_failures: int, lock, errors) -> None:
+    """Entry point of a local worker process."""
+    _die_with_parent(os.getppid())
+    try:
+        torch.set_num_threads(max(1, job.threads))
+        quiet_optuna()
+        registry = load_registry(job.plugin_paths)
+        spec = StudySpec.from_json(job.spec)
+        resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces, spec.metric, spec.options)
+        bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
+        metric = check_task_fit(resolved, bundle.info)
+        sampler = make_sampler(spec.sampler, None if spec.seed is None else spec.seed + job.index,
+                               parallel=spec.workers > 1)
+        study = optuna.load_study(study_name=job.study_name, storage=make_storage(job.url),
+                                  sampler=sampler, pruner=make_pruner(spec.pruner))
+        objective = Objective(registry=registry, spec=spec, spaces=resolved.spaces, metric=metric,
+                              bundle=bundle, study_name=job.study_name, study_dir=Path(job.study_dir),
+                              device=torch.device(job.device), checkpoint_every_s=job.checkpoint_every_s)
+    except KeyboardInterrupt:
+        return
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which exits cleanly
+        errors.put(f"worker {job.index} could not start: {_reason(exc)}")
+        traceback.print_exc(file=sys.stderr)
+        return
+    run_slots(study, objective, remaining, failures, max_failures, lock, job.deadline)
+
+
+def run_slots(study: optuna.Study, objective: Objective, remaining, failures, max_failures: int,
+              lock, deadline: float | None) -> None:
+    """Take trial slots until none is left, the deadline passes or too many trials failed."""
+    while True:
+        with lock:
+            if remaining.value <= 0 or failures.value >= max_failures:
+                return
+            if deadline is not None and time.time() >= deadline:
+                return
+            remaining.value -= 1
+        finished: list[optuna.trial.TrialState] = []
+        try:
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False,
+                           callbacks=[lambda _study, frozen: finished.append(frozen.state)])
+        except KeyboardInterrupt:
+            return
+        if not finished or finished[0] not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            with lock:
+                remaining.value += 1
+                failures.value += 1

@@ -1,0 +1,47 @@
+"""The ``automl`` command line: a thin Typer layer over the engine.
+
+:func:`main` turns every user error (a :class:`automl.UserError` or a bad option caught by
+click) into one line on stderr and exit code 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from automl._errors import UserError
+from automl.cli._commands import app
+
+
+def _add_plugin_commands() -> None:
+    """Let plugins add subcommands; a broken one gives a warning, never a broken CLI."""
+    from automl._plugins import load_registry
+
+    registry = load_registry()
+    for impl in registry.pm.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(app=app)
+        except Exception as exc:  # noqa: BLE001 - isolation is the point
+            print(f"automl: warning: plugin {impl.plugin_name!r} could not add commands: {exc}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] not in ("--help", "-h"):
+        _add_plugin_commands()
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="automl", standalone_mode=False)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,218 @@
+"""The commands. Each parses, calls one library function, and renders."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from automl import _engine, _render, _results, _store
+from automl._errors import UserError
+from automl._plugins import load_registry
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Fmt(str, enum.Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ListFmt(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+# Shared options, defined once.
+StudyArg = Annotated[str, typer.Argument(help="Study name (a folder under studies/).", show_default=False)]
+PluginPathOpt = Annotated[list[str], typer.Option("--plugin-path", help="Load a plugin from a module or .py file (development).")]
+ListFormatOpt = Annotated[ListFmt, typer.Option("--format", help="Output format.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Trials run at once, each in its own process.")]
+
+app = typer.Typer(name="automl", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,
+                  help="Plugin-based AutoML and hyperparameter tuning for PyTorch.")
+plugins_app = typer.Typer(help="List the plugins found, with their datasets, spaces and metrics.",
+                          invoke_without_command=True, rich_markup_mode=None)
+app.add_typer(plugins_app, name="plugins")
+
+
+@app.command()
+def search(
+    plugin: Annotated[str, typer.Option("--plugin", "-p", help="Plugin to search with (see: automl plugins).")],
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset of the plugin (default: the plugin's).")] = None,
+    space: Annotated[Optional[list[str]], typer.Option("--space", help="Model family; repeat to search several.")] = None,
+    metric: Annotated[Optional[str], typer.Option(help="Metric to optimise (default: the plugin's).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="Path to the dataset's files.")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", help="Dataset option key=value; repeatable.")] = None,
+    trials: Annotated[int, typer.Option(help="Number of finished trials to reach.")] = 20,
+    timeout: Annotated[Optional[float], typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    workers: WorkersOpt = 1,
+    sampler: Annotated[str, typer.Option(help="tpe, random, cmaes, gp or qmc.")] = "tpe",
+    pruner: Annotated[str, typer.Option(help="median, asha, hyperband or none.")] = "median",
+    study: Annotated[Optional[str], typer.Option(help="Study name (default: plugin-dataset-time).")] = None,
+    storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: a SQLite file under studies/).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler, the splits and every trial.")] = 0,
+    max_failures: Annotated[Optional[int], typer.Option(help="Stop after this many failed trials.")] = None,
+    plugin_path: PluginPathOpt = [],
+) -> int:
+    """Run a search and store it as a study."""
+    req = _engine.SearchRequest(
+        plugin=plugin, dataset=dataset, spaces=space, metric=metric, data_path=data, options=option or [],
+        sampler=sampler, pruner=pruner, seed=seed, trials=trials, timeout=timeout, workers=workers,
+        study=study, storage=storage, max_failures=max_failures, plugin_paths=plugin_path)
+    session = _engine.plan_search(req)
+    _engine.create_study(session)
+    s = session.spec
+    console.print(f"[bold]automl[/] study [cyan]{session.ref.name}[/]: plugin {s.plugin}, dataset {s.dataset}, "
+                  f"space {', '.join(s.spaces)}, {s.metric} ({s.direction}), {s.trials} trials, "
+                  f"{s.workers} worker(s)")
+    for key, value in session.bundle.summary.items():
+        console.print(f"  data: {key}: {value}")
+    return _run_and_report(session)
+
+
+def _run_and_report(session: _engine.Session) -> int:
+    for w in session.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}")
+    if session.requeued:
+        console.print(f"re-queued trials {', '.join(map(str, session.requeued))} (their runs did not finish)")
+    with _render.SearchProgress(console, session.spec.trials, session.metric.name) as progress:
+        outcome = _engine.run(session, on_progress=progress.update)
+    best = _engine.finalize(session, reason=outcome.reason)
+    _show_result(session, best)
+    for e in outcome.errors:
+        err_console.print(f"[red]error:[/] {e}")
+    name = session.ref.name
+    if outcome.reason in ("interrupted", "terminated"):
+        err_console.print(f"stopped: running trials are marked and will rerun with: automl resume {name}")
+        return 130 if outcome.reason == "interrupted" else 143
+    if outcome.reason == "failures":
+        err_console.print(f"error: stopped after {outcome.snapshot.counts['FAIL']} failed trials "
+                          f"(--max-failures); see the reasons above, then: automl resume {name}")
+        return 1
+    if outcome.reason == "worker-error":
+        return 1
+    if outcome.reason == "timeout":
+        console.print(f"timeout reached; continue with: automl resume {name}")
+    return 0
+
+
+def _show_result(session: _engine.Session, best: dict | None) -> None:
+    study = session.ref.load()
+    rows = _results.leaderboard(study)
+    console.print(_render.leaderboard_table(rows[:10], metric=session.metric.name, direction=session.metric.direction,
+                                            baselines=_results.baselines(study),
+                                            title=f"leaderboard of {session.ref.name} (top 10 of {len(rows)})"))
+    if best is None:
+        console.print("[red]no trial completed[/]")
+        return
+    console.print(_render.params_table(best["params"], f"best trial {best['number']}"))
+    console.print(f"best {best['metric']}: validation [bold green]{_render.fmt(best['value'])}[/], "
+                  f"test [bold]{_render.fmt(best['test_value'])}[/]")
+    console.print(f"best model saved to {session.ref.dir / 'best'}")
+
+
+@app.command()
+def resume(
+    name: StudyArg,
+    trials: Annotated[Optional[int], typer.Option(help="Run this many more finished trials (default: up to the target).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Workers (default: as stored).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be rerun, and stop.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Continue even if the search space changed.")] = False,
+    plugin_path: PluginPathOpt = [],
+) -> int:
+    """Continue a stored study after Ctrl-C, a crash or kill -9."""
+    session = _engine.plan_resume(name, trials, force, plugin_path, workers)
+    study = session.ref.load()
+    finished = _engine.snapshot(study, session.spec.trials, 0).finished
+    if dry_run:
+        console.print(f"study {name}: {finished} finished of target {session.spec.trials}; "
+                      f"would run {max(0, session.spec.trials - finished)} more")
+        for trial, why in _engine.to_recover(study):
+            console.print(f"  would rerun trial {trial.number} ({why}) with {trial.params}")
+        for w in session.warnings:
+            err_console.print(f"[yellow]warning:[/] {w}")
+        return 0
+    console.print(f"[bold]automl[/] resuming [cyan]{name}[/]: {finished} of {session.spec.trials} trials finished")
+    return _run_and_report(session)
+
+
+@app.command()
+def leaderboard(
+    name: StudyArg,
+    top: Annotated[Optional[int], typer.Option(help="Show only the best K trials.")] = None,
+    format: Annotated[Fmt, typer.Option("--format", help="table, json or csv.")] = Fmt.table,
+    best: Annotated[bool, typer.Option("--best", help="Show the best trial in detail (params, confusion matrix).")] = False,
+) -> None:
+    """Show a study's trials, best first."""
+    if top is not None and top <= 0:
+        raise UserError(f"--top must be at least 1, not {top}")
+    ref = _store.open_ref(name)
+    study = ref.load()
+    spec = _store.spec_of(study)
+    rows = _results.leaderboard(study)
+    rows = rows[:top] if top else rows
+    if format == Fmt.json:
+        sys.stdout.write(_render.dump_json(rows) + "\n")
+        return
+    if format == Fmt.csv:
+        sys.stdout.write(_render.rows_csv(rows))
+        return
+    console.print(_render.leaderboard_table(rows, metric=spec["metric"], direction=spec["direction"],
+                                            baselines=_results.baselines(study), title=f"leaderboard of {name}"))
+    detail = study.user_attrs.get(_engine.BEST_KEY)
+    if best and detail:
+        console.print(_render.params_table(detail["params"], f"best trial {detail['number']}"))
+        table = _render.confusion_table(detail)
+        if table is not None:
+            console.print(table)
+
+
+@app.command()
+def studies(format: ListFormatOpt = ListFmt.table) -> None:
+    """List the stored studies."""
+    items = []
+    for ref in _store.list_refs():
+        try:
+            items.append(_results.summary(ref, ref.load()))
+        except UserError as exc:
+            items.append({"name": ref.name, "storage": ref.url, "error": str(exc), "finished": 0, "target": 0})
+    if format == ListFmt.json:
+        sys.stdout.write(_render.dump_json(items) + "\n")
+    else:
+        console.print(_render.studies_table(items))
+
+
+@plugins_app.callback()
+def plugins(
+    ctx: typer.Context,
+    format: ListFormatOpt = ListFmt.table,
+    all: Annotated[bool, typer.Option("--all", help="Also show plugins blocked by AUTOML_PLUGINS.")] = False,
+    plugin_path: PluginPathOpt = [],
+) -> None:
+    """List the plugins found, with version, datasets, spaces and metrics; broken ones with the reason."""
+    if ctx.invoked_subcommand is not None:
+        return
+    registry = load_registry(plugin_path)
+    items = []
+    for p in registry.plugins.values():
+        status = "ok" if p.ok else ("blocked" if p.blocked else "broken")
+        if status == "blocked" and not all:
+            continue
+        items.append({"name": p.name, "version": p.version, "status": status, "error": p.error,
+                      "source": p.source, "description": p.info.description if p.info else "",
+                      "datasets": sorted(p.datasets), "spaces": sorted(p.spaces), "metrics": sorted(p.metrics),
+                      "baselines": sorted(p.baselines), "hooks": p.hooks(),
+                      "defaults": {"dataset": p.info.default_dataset, "space": p.info.default_space,
+                                   "metric": p.info.default_metric} if p.info else {}})
+    if format == ListFmt.json:
+        sys.stdout.write(json.dumps(items, indent=2) + "\n")
+    else:
+        console.print(_render.plugins_table(items))

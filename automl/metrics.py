@@ -1,0 +1,132 @@
+"""Standard task metrics, ready to register from any plugin.
+
+They are domain-agnostic (classification and regression scores on whole-split outputs) and
+built on scikit-learn. A plugin registers the ones it wants::
+
+    @hookimpl
+    def register_metrics(register):
+        register(automl.metrics.ACCURACY)
+        register(automl.metrics.MACRO_F1)
+
+For classification, ``y_pred`` is an ``(N, C)`` array of class probabilities; for regression
+an ``(N,)`` array of predictions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn import metrics as skm
+
+from automl._types import DataInfo, Metric
+
+__all__ = [
+    "ACCURACY",
+    "BALANCED_ACCURACY",
+    "MACRO_F1",
+    "TOP5_ACCURACY",
+    "AUROC",
+    "AUPRC",
+    "MCC",
+    "LOG_LOSS",
+    "RMSE",
+    "MAE",
+    "R2",
+]
+
+_CLS = ("classification",)
+_REG = ("regression",)
+
+
+def _labels(y_pred: np.ndarray) -> np.ndarray:
+    y_pred = np.asarray(y_pred)
+    return y_pred.argmax(axis=1) if y_pred.ndim == 2 else (y_pred >= 0.5).astype(int)
+
+
+def _classes(y_pred: np.ndarray) -> list[int]:
+    return list(range(np.asarray(y_pred).shape[1]))
+
+
+def accuracy(y_true, y_pred) -> float:
+    return float(skm.accuracy_score(y_true, _labels(y_pred)))
+
+
+def balanced_accuracy(y_true, y_pred) -> float:
+    return float(skm.balanced_accuracy_score(y_true, _labels(y_pred)))
+
+
+def macro_f1(y_true, y_pred) -> float:
+    return float(skm.f1_score(y_true, _labels(y_pred), average="macro", zero_division=0))
+
+
+def top5_accuracy(y_true, y_pred) -> float:
+    return float(skm.top_k_accuracy_score(y_true, y_pred, k=5, labels=_classes(y_pred)))
+
+
+def _proba_for_auc(y_pred: np.ndarray) -> np.ndarray:
+    y_pred = np.asarray(y_pred)
+    return y_pred[:, 1] if y_pred.ndim == 2 and y_pred.shape[1] == 2 else y_pred
+
+
+def auroc(y_true, y_pred) -> float:
+    """ROC AUC; one-vs-rest macro average for more than two classes. A split with a single
+    class has no defined AUC: it scores 0.5 (chance) instead of raising mid-search."""
+    if len(np.unique(y_true)) < 2:
+        return 0.5
+    y_pred = np.asarray(y_pred)
+    if y_pred.ndim == 2 and y_pred.shape[1] > 2:
+        return float(skm.roc_auc_score(y_true, y_pred, multi_class="ovr", labels=_classes(y_pred)))
+    return float(skm.roc_auc_score(y_true, _proba_for_auc(y_pred)))
+
+
+def auprc(y_true, y_pred) -> float:
+    """Average precision of the positive class (class 1); macro over classes beyond two."""
+    y_pred = np.asarray(y_pred)
+    if y_pred.ndim == 2 and y_pred.shape[1] > 2:
+        onehot = np.eye(y_pred.shape[1])[np.asarray(y_true)]
+        return float(skm.average_precision_score(onehot, y_pred, average="macro"))
+    return float(skm.average_precision_score(y_true, _proba_for_auc(y_pred)))
+
+
+def mcc(y_true, y_pred) -> float:
+    return float(skm.matthews_corrcoef(y_true, _labels(y_pred)))
+
+
+def log_loss(y_true, y_pred) -> float:
+    return float(skm.log_loss(y_true, np.clip(y_pred, 1e-7, 1.0), labels=_classes(y_pred)))
+
+
+def rmse(y_true, y_pred) -> float:
+    return float(math.sqrt(skm.mean_squared_error(y_true, y_pred)))
+
+
+def mae(y_true, y_pred) -> float:
+    return float(skm.mean_absolute_error(y_true, y_pred))
+
+
+def r2(y_true, y_pred) -> float:
+    return float(skm.r2_score(y_true, y_pred))
+
+
+def _at_least_classes(n: int):
+    def applies(info: DataInfo) -> bool:
+        return (info.num_classes or 0) >= n
+
+    return applies
+
+
+ACCURACY = Metric("accuracy", "maximize", _CLS, accuracy, "fraction of correct predictions")
+BALANCED_ACCURACY = Metric("balanced_accuracy", "maximize", _CLS, balanced_accuracy,
+                           "mean recall over classes; robust to class imbalance")
+MACRO_F1 = Metric("macro_f1", "maximize", _CLS, macro_f1, "F1 averaged over classes")
+TOP5_ACCURACY = Metric("top5_accuracy", "maximize", _CLS, top5_accuracy,
+                       "true class among the 5 most probable (10 or more classes)",
+                       applies=_at_least_classes(10))
+AUROC = Metric("auroc", "maximize", _CLS, auroc, "area under the ROC curve (one-vs-rest)")
+AUPRC = Metric("auprc", "maximize", _CLS, auprc, "area under the precision-recall curve")
+MCC = Metric("mcc", "maximize", _CLS, mcc, "Matthews correlation coefficient")
+LOG_LOSS = Metric("log_loss", "minimize", _CLS, log_loss, "cross-entropy of the probabilities")
+RMSE = Metric("rmse", "minimize", _REG, rmse, "root mean squared error")
+MAE = Metric("mae", "minimize", _REG, mae, "mean absolute error")
+R2 = Metric("r2", "maximize", _REG, r2, "coefficient of determination")

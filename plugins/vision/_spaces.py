@@ -1,0 +1,99 @@
+"""Vision search spaces: width, depth, dropout, normalisation and activation are searched so a
+search can fix underfitting (width, depth, learning rate), overfitting (dropout, weight
+decay, early stopping) and vanishing gradients (activation, batch norm)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from automl import DataInfo, suggest_training
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+class Normalize(nn.Module):
+    """uint8 (or float 0..1) images -> standardised floats, with the train split's statistics."""
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        return (x - self.mean) / self.std
+
+
+def _normalize(info: DataInfo) -> Normalize:
+    c = info.input_shape[0]
+    return Normalize(info.extra.get("mean", [0.5] * c), info.extra.get("std", [0.25] * c))
+
+
+def define_mlp(trial, info: DataInfo) -> dict[str, Any]:
+    return {
+        "layers": trial.suggest_int("layers", 1, 3),
+        "width": trial.suggest_categorical("width", [64, 128, 256, 512]),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "batch_norm": trial.suggest_categorical("batch_norm", [True, False]),
+        "activation": trial.suggest_categorical("activation", list(ACTIVATIONS)),
+    }
+
+
+def build_mlp(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
+    c, h, w = info.input_shape
+    layers: list[nn.Module] = [_normalize(info), nn.Flatten()]
+    width_in = c * h * w
+    for _ in range(cfg["layers"]):
+        layers.append(nn.Linear(width_in, cfg["width"]))
+        if cfg["batch_norm"]:
+            layers.append(nn.BatchNorm1d(cfg["width"]))
+        layers += [ACTIVATIONS[cfg["activation"]](), nn.Dropout(cfg["dropout"])]
+        width_in = cfg["width"]
+    layers.append(nn.Linear(width_in, info.num_classes))
+    return nn.Sequential(*layers)
+
+
+def define_cnn(trial, info: DataInfo) -> dict[str, Any]:
+    return {
+        "blocks": trial.suggest_int("blocks", 1, 3),
+        "channels": trial.suggest_categorical("channels", [16, 32, 64]),
+        "kernel": trial.suggest_categorical("kernel", [3, 5]),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "batch_norm": trial.suggest_categorical("batch_norm", [True, False]),
+        "activation": trial.suggest_categorical("activation", list(ACTIVATIONS)),
+        "head": trial.suggest_categorical("head", [64, 128, 256]),
+    }
+
+
+def build_cnn(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
+    """Conv blocks (conv, [BN], act) x2 with channel doubling; a block pools only while the
+    feature map is at least 2 pixels wide, so small inputs (8x8 digits) work at any depth."""
+    c, h, w = info.input_shape
+    act = ACTIVATIONS[cfg["activation"]]
+    layers: list[nn.Module] = [_normalize(info)]
+    ch_in, ch, size = c, cfg["channels"], min(h, w)
+    for _ in range(cfg["blocks"]):
+        for _ in range(2):
+            layers.append(nn.Conv2d(ch_in, ch, cfg["kernel"], padding=cfg["kernel"] // 2, bias=not cfg["batch_norm"]))
+            if cfg["batch_norm"]:
+                layers.append(nn.BatchNorm2d(ch))
+            layers.append(act())
+            ch_in = ch
+        if size >= 2:
+            layers.append(nn.MaxPool2d(2))
+            size //= 2
+        ch *= 2
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(cfg["dropout"]),
+               nn.Linear(ch_in, cfg["head"]), act(), nn.Dropout(cfg["dropout"]),
+               nn.Linear(cfg["head"], info.num_classes)]
+    return nn.Sequential(*layers)
+
+
+def train_space(trial, info: DataInfo) -> dict[str, Any]:
+    cfg = suggest_training(trial, info, epochs=(10, 40), batch_sizes=(32, 64, 128))
+    cfg["label_smoothing"] = trial.suggest_float("label_smoothing", 0.0, 0.2)
+    return cfg
