@@ -59,6 +59,7 @@ class SearchRequest:
     study: str | None = None
     storage: str | None = None
     max_failures: int | None = None
+    max_epochs: int | None = None
     plugin_paths: list[str] = field(default_factory=list)
 
 
@@ -111,6 +112,8 @@ def _check_numbers(trials: int | None, workers: int, timeout: float | None, seed
 
 def plan_search(req: SearchRequest) -> Session:
     _check_numbers(req.trials, req.workers, req.timeout, req.seed, req.max_failures)
+    if req.max_epochs is not None and req.max_epochs <= 0:
+        raise UserError(f"--max-epochs must be at least 1, not {req.max_epochs}")
     if req.sampler not in SAMPLERS:
         raise UserError(f"unknown sampler {req.sampler!r}; choices: {', '.join(SAMPLERS)}")
     if req.pruner not in PRUNERS:
@@ -127,6 +130,7 @@ def plan_search(req: SearchRequest) -> Session:
         metric=metric.name, direction=metric.direction, data_path=data_path,
         options=resolved.options, sampler=req.sampler, pruner=req.pruner, seed=req.seed,
         trials=req.trials, timeout=req.timeout, workers=req.workers, max_failures=req.max_failures,
+        max_epochs=req.max_epochs,
         data_fingerprint=fingerprint(bundle), space_hash=space_hash(resolved.spaces),
         plugin_version=resolved.plugin.version)
     return Session(ref, spec, registry, resolved, bundle, metric, list(req.plugin_paths))

@@ -42,6 +42,7 @@ class StudySpec:
     timeout: float | None = None
     workers: int = 1
     max_failures: int | None = None
+    max_epochs: int | None = None
     data_fingerprint: str = ""
     space_hash: str = ""
     automl_version: str = __version__

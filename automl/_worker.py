@@ -104,8 +104,10 @@ class Objective:
         try:
             space = self._space(trial)
             info = self.bundle.info
-            config = {"space": space.name, "model": space.define(trial, info),
-                      "train": (space.train or suggest_training)(trial, info)}
+            train_cfg = (space.train or suggest_training)(trial, info)
+            if self.spec.max_epochs:
+                train_cfg["epochs"] = min(int(train_cfg.get("epochs", 1)), self.spec.max_epochs)
+            config = {"space": space.name, "model": space.define(trial, info), "train": train_cfg}
             config = json.loads(json.dumps(config))  # the contract: JSON-able, stored as such
             trial.set_user_attr("config", config)
             self.registry.call("on_trial_start", event=self._event(trial, config=config))

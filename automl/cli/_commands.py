@@ -60,13 +60,15 @@ def search(
     storage: Annotated[Optional[str], typer.Option(help="Optuna storage URL (default: a SQLite file under studies/).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler, the splits and every trial.")] = 0,
     max_failures: Annotated[Optional[int], typer.Option(help="Stop after this many failed trials.")] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(help="Cap every trial's epochs (quick smoke runs).")] = None,
     plugin_path: PluginPathOpt = [],
 ) -> int:
     """Run a search and store it as a study."""
     req = _engine.SearchRequest(
         plugin=plugin, dataset=dataset, spaces=space, metric=metric, data_path=data, options=option or [],
         sampler=sampler, pruner=pruner, seed=seed, trials=trials, timeout=timeout, workers=workers,
-        study=study, storage=storage, max_failures=max_failures, plugin_paths=plugin_path)
+        study=study, storage=storage, max_failures=max_failures, max_epochs=max_epochs,
+        plugin_paths=plugin_path)
     session = _engine.plan_search(req)
     _engine.create_study(session)
     s = session.spec
