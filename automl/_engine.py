@@ -34,6 +34,7 @@ from automl._types import DataBundle, Metric, StudyEvent
 from automl._worker import WorkerJob, owner_alive, quiet_optuna, worker_main
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+BACKENDS = ("local", "ray")
 BEST_KEY = "automl:best"
 KEEP_WEIGHTS = 5
 
@@ -60,6 +61,12 @@ class SearchRequest:
     storage: str | None = None
     max_failures: int | None = None
     max_epochs: int | None = None
+    backend: str = "local"
+    address: str | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    gpus: str = "auto"
+    loggers: list[str] = field(default_factory=list)
     plugin_paths: list[str] = field(default_factory=list)
 
 
@@ -118,7 +125,15 @@ def plan_search(req: SearchRequest) -> Session:
         raise UserError(f"unknown sampler {req.sampler!r}; choices: {', '.join(SAMPLERS)}")
     if req.pruner not in PRUNERS:
         raise UserError(f"unknown pruner {req.pruner!r}; choices: {', '.join(PRUNERS)}")
+    if req.backend not in BACKENDS:
+        raise UserError(f"unknown backend {req.backend!r}; choices: {', '.join(BACKENDS)}")
+    for name, value in (("--cpus-per-trial", req.cpus_per_trial), ("--gpus-per-trial", req.gpus_per_trial)):
+        if value is not None and (not math.isfinite(value) or value < 0 or value > 1024):
+            raise UserError(f"{name} must be a number between 0 and 1024, not {value}")
     registry = load_registry(req.plugin_paths)
+    unknown = [n for n in req.loggers if n not in registry.loggers()]
+    if unknown:
+        raise UserError(f"unknown logger {unknown[0]!r}; loggers: {', '.join(registry.loggers()) or 'none installed'}")
     resolved = resolve(registry, req.plugin, req.dataset, req.spaces, req.metric, req.options)
     name = req.study or _default_name(req.plugin, resolved.dataset.name)
     ref = new_ref(name, req.storage)
@@ -130,7 +145,9 @@ def plan_search(req: SearchRequest) -> Session:
         metric=metric.name, direction=metric.direction, data_path=data_path,
         options=resolved.options, sampler=req.sampler, pruner=req.pruner, seed=req.seed,
         trials=req.trials, timeout=req.timeout, workers=req.workers, max_failures=req.max_failures,
-        max_epochs=req.max_epochs,
+        max_epochs=req.max_epochs, backend=req.backend, address=req.address,
+        cpus_per_trial=req.cpus_per_trial, gpus_per_trial=req.gpus_per_trial, gpus=req.gpus,
+        loggers=list(dict.fromkeys(req.loggers)),
         data_fingerprint=fingerprint(bundle), space_hash=space_hash(resolved.spaces),
         plugin_version=resolved.plugin.version)
     return Session(ref, spec, registry, resolved, bundle, metric, list(req.plugin_paths))
@@ -153,8 +170,13 @@ def create_study(session: Session) -> optuna.Study:
 
 
 def plan_resume(name: str, more: int | None = None, force: bool = False,
-                plugin_paths: list[str] | None = None, workers: int | None = None) -> Session:
+                plugin_paths: list[str] | None = None, workers: int | None = None,
+                backend: str | None = None, address: str | None = None) -> Session:
+    """Plan the continuation of a stored study; the backend may differ from the one that
+    started it (both write the same Optuna study)."""
     _check_numbers(more, workers or 1, None, 0, None)
+    if backend is not None and backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choices: {', '.join(BACKENDS)}")
     ref = open_ref(name)
     study = ref.load()
     spec = StudySpec.from_json(spec_of(study))
@@ -182,6 +204,8 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
         spec.trials = finished + more
     if workers is not None:
         spec.workers = workers
+    if backend is not None:
+        spec.backend, spec.address = backend, address
     session = Session(ref, spec, registry, resolved, bundle, metric, list(plugin_paths or []),
                       warnings=warnings)
     session.requeued = [t.number for t, _ in to_recover(study)]
@@ -240,7 +264,12 @@ def _devices(n: int) -> list[str]:
 
 def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
         poll_s: float = 0.5, checkpoint_every_s: float = 10.0) -> Outcome:
-    """Run trials in worker processes until the spec's target is reached."""
+    """Run trials until the spec's target is reached: in local worker processes, or as Ray
+    Tune trials when the spec's backend is ``ray``."""
+    if session.spec.backend == "ray":
+        from automl.backends import run_ray
+
+        return run_ray(session, on_progress=on_progress, poll_s=poll_s, checkpoint_every_s=checkpoint_every_s)
     quiet_optuna()
     study = session.ref.load()
     spec = session.spec
@@ -342,7 +371,7 @@ def finalize(session: Session, study: optuna.Study | None = None, reason: str = 
         best = study.best_trial
         best_info = _save_best(session, study, best)
         _prune_weights(session, study, complete)
-    session.registry.call("on_study_end", event=StudyEvent(
+    session.registry.call("on_study_end", session.spec.loggers, event=StudyEvent(
         session.ref.name, str(session.ref.dir), len(complete),
         best_info["value"] if best_info else None, best_info["params"] if best_info else None, reason))
     return best_info

@@ -96,14 +96,21 @@ class Registry:
             raise UserError(f"plugin {name!r} is broken: {plugin.error}")
         return plugin
 
-    def call(self, hook: str, **kwargs: Any) -> None:
-        """Fire a notification hook on every working plugin. A plugin that raises is
-        reported on stderr and does not stop the others or the search."""
+    def call(self, hook: str, enabled: tuple[str, ...] | list[str] = (), **kwargs: Any) -> None:
+        """Fire a notification hook on every working plugin (opt-in ones only when named in
+        ``enabled``). A plugin that raises is reported on stderr and stops nothing."""
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            plugin = self.plugins.get(impl.plugin_name)
+            if plugin is not None and plugin.info is not None and plugin.info.opt_in \
+                    and plugin.name not in enabled:
+                continue
             try:
                 impl.function(**kwargs)
             except Exception as exc:  # noqa: BLE001 - isolation is the point
                 print(f"automl: plugin {impl.plugin_name!r} failed in {hook}: {exc!r}", file=sys.stderr)
+
+    def loggers(self) -> list[str]:
+        return sorted(p.name for p in self.working() if p.info is not None and p.info.opt_in)
 
 
 def _register_into(plugin: LoadedPlugin, kind: str) -> Callable[[Any], None]:

@@ -43,6 +43,12 @@ class StudySpec:
     workers: int = 1
     max_failures: int | None = None
     max_epochs: int | None = None
+    backend: str = "local"
+    address: str | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    gpus: str = "auto"
+    loggers: list[str] = field(default_factory=list)
     data_fingerprint: str = ""
     space_hash: str = ""
     automl_version: str = __version__

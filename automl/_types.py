@@ -43,13 +43,19 @@ class Option:
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """What a plugin says about itself: with the defaults, ``--plugin NAME`` alone runs."""
+    """What a plugin says about itself: with the defaults, ``--plugin NAME`` alone runs.
+
+    ``opt_in``: the plugin's lifecycle hooks (``on_trial_start`` ...) fire only in searches
+    that name it with ``--log NAME``. Loggers (CSV, TensorBoard) are opt-in; a plugin without
+    ``plugin_info`` or with ``opt_in=False`` always receives them.
+    """
 
     name: str
     description: str = ""
     default_dataset: str | None = None
     default_space: str | None = None
     default_metric: str | None = None
+    opt_in: bool = False
 
 
 @dataclass

@@ -110,7 +110,7 @@ class Objective:
             config = {"space": space.name, "model": space.define(trial, info), "train": train_cfg}
             config = json.loads(json.dumps(config))  # the contract: JSON-able, stored as such
             trial.set_user_attr("config", config)
-            self.registry.call("on_trial_start", event=self._event(trial, config=config))
+            self.registry.call("on_trial_start", self.spec.loggers, event=self._event(trial, config=config))
             value = self._train(trial, space, config)
         except optuna.TrialPruned:
             self._end(trial, config, "PRUNED", None, start, None)
@@ -129,7 +129,7 @@ class Objective:
 
     def _end(self, trial, config, state, value, start, error) -> None:
         duration = time.perf_counter() - start
-        self.registry.call("on_trial_end", event=self._event(
+        self.registry.call("on_trial_end", self.spec.loggers, event=self._event(
             trial, config=config, state=state, value=value, duration_s=duration, error=error))
 
     def _train(self, trial: optuna.Trial, space: SearchSpace, config: dict[str, Any]) -> float:
@@ -146,7 +146,7 @@ class Objective:
 
         def report(epoch: int, value: float, train_loss: float) -> None:
             trial.report(value, epoch)
-            self.registry.call("on_epoch_end", event=EpochEvent(
+            self.registry.call("on_epoch_end", self.spec.loggers, event=EpochEvent(
                 self.study_name, str(self.study_dir), trial.number, epoch, train_loss, value, self.metric.name))
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")

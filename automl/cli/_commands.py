@@ -61,14 +61,21 @@ def search(
     seed: Annotated[int, typer.Option(help="Seed of the sampler, the splits and every trial.")] = 0,
     max_failures: Annotated[Optional[int], typer.Option(help="Stop after this many failed trials.")] = None,
     max_epochs: Annotated[Optional[int], typer.Option(help="Cap every trial's epochs (quick smoke runs).")] = None,
+    backend: Annotated[str, typer.Option(help="local (worker processes) or ray (Ray Tune).")] = "local",
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT.")] = None,
+    cpus_per_trial: Annotated[Optional[float], typer.Option(help="CPUs reserved per trial (ray).")] = None,
+    gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per trial; fractions share a GPU (0.5 = 2 trials).")] = None,
+    gpus: Annotated[str, typer.Option(help="GPUs to use: auto, none, or indices like 0,1,3.")] = "auto",
+    log: Annotated[Optional[list[str]], typer.Option("--log", help="Enable a logger plugin (csv, tensorboard); repeatable.")] = None,
     plugin_path: PluginPathOpt = [],
 ) -> int:
     """Run a search and store it as a study."""
     req = _engine.SearchRequest(
         plugin=plugin, dataset=dataset, spaces=space, metric=metric, data_path=data, options=option or [],
         sampler=sampler, pruner=pruner, seed=seed, trials=trials, timeout=timeout, workers=workers,
-        study=study, storage=storage, max_failures=max_failures, max_epochs=max_epochs,
-        plugin_paths=plugin_path)
+        study=study, storage=storage, max_failures=max_failures, max_epochs=max_epochs, backend=backend,
+        address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
+        loggers=log or [], plugin_paths=plugin_path)
     session = _engine.plan_search(req)
     _engine.create_study(session)
     s = session.spec
@@ -128,10 +135,12 @@ def resume(
     workers: Annotated[Optional[int], typer.Option(help="Workers (default: as stored).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be rerun, and stop.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Continue even if the search space changed.")] = False,
+    backend: Annotated[Optional[str], typer.Option(help="local or ray (default: as stored).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to join, with --backend ray.")] = None,
     plugin_path: PluginPathOpt = [],
 ) -> int:
     """Continue a stored study after Ctrl-C, a crash or kill -9."""
-    session = _engine.plan_resume(name, trials, force, plugin_path, workers)
+    session = _engine.plan_resume(name, trials, force, plugin_path, workers, backend, address)
     study = session.ref.load()
     finished = _engine.snapshot(study, session.spec.trials, 0).finished
     if dry_run:
