@@ -1,0 +1,115 @@
+"""A tiny plugin for core tests, loaded with --plugin-path.
+
+Dataset ``line``: y = 3*x0 - 2*x1 + noise (regression, learnable in a few epochs).
+Dataset ``blobs``: two Gaussian blobs (binary classification).
+Spaces: ``linear`` (works), ``boom`` (raises in build), ``nan`` (produces NaN losses),
+``slow`` (sleeps per epoch, for kill and signal tests).
+"""
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from automl import (DataBundle, DataInfo, Dataset, Option, PluginInfo, SearchSpace, Split, hookimpl,
+                    metrics, suggest_training, three_way_split)
+
+
+def _bundle(x, y, task, seed, num_classes=None):
+    tr, va, te = three_way_split(len(y), seed, stratify=y if task == "classification" else None)
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+    return DataBundle(*(Split(xt[i], yt[i]) for i in (tr, va, te)),
+                      DataInfo(task=task, num_classes=num_classes, input_shape=(x.shape[1],)),
+                      summary={"rows": len(y)})
+
+
+def load_line(path, options, seed):
+    rng = np.random.default_rng(123)
+    x = rng.normal(size=(options["rows"], 2))
+    y = (3 * x[:, 0] - 2 * x[:, 1] + 0.1 * rng.normal(size=len(x))).astype(np.float32)
+    return _bundle(x, y, "regression", seed)
+
+
+def load_blobs(path, options, seed):
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, size=300)
+    x = rng.normal(size=(300, 2)) + 2.5 * y[:, None]
+    return _bundle(x, y.astype(np.int64), "classification", seed, num_classes=2)
+
+
+def define_linear(trial, info):
+    return {"hidden": trial.suggest_int("hidden", 4, 16)}
+
+
+def build_linear(cfg, info):
+    out = info.num_classes or 1
+    return nn.Sequential(nn.Linear(info.input_shape[0], cfg["hidden"]), nn.ReLU(), nn.Linear(cfg["hidden"], out))
+
+
+def train_small(trial, info):
+    cfg = suggest_training(trial, info, epochs=(3, 5), batch_sizes=(32,), optimizers=("adam",),
+                           lr=(5e-3, 5e-2))
+    return cfg
+
+
+def build_boom(cfg, info):
+    raise RuntimeError("boom: this model cannot be built")
+
+
+def train_nan(trial, info):
+    cfg = train_small(trial, info)
+    cfg.update(optimizer="sgd", lr=1e30)
+    return cfg
+
+
+class Slow(nn.Module):
+    def __init__(self, inner, delay):
+        super().__init__()
+        self.inner, self.delay = inner, delay
+
+    def forward(self, x):
+        if self.training:
+            time.sleep(self.delay)
+        return self.inner(x)
+
+
+def build_slow(cfg, info):
+    return Slow(build_linear(cfg, info), 0.05)
+
+
+def train_slow(trial, info):
+    cfg = train_small(trial, info)
+    cfg.update(epochs=6, patience=100)
+    return cfg
+
+
+ALL = ("classification", "regression")
+
+
+@hookimpl
+def plugin_info():
+    return PluginInfo(name="tinyplug", description="core test plugin", default_dataset="line",
+                      default_space="linear", default_metric="rmse")
+
+
+@hookimpl
+def register_datasets(register):
+    register(Dataset("line", "regression", load_line, "y = 3 x0 - 2 x1 + noise",
+                     options=(Option("rows", int, 200, "number of rows"),)))
+    register(Dataset("blobs", "classification", load_blobs, "two Gaussian blobs"))
+
+
+@hookimpl
+def register_spaces(register):
+    register(SearchSpace("linear", ALL, define_linear, build_linear, train=train_small))
+    register(SearchSpace("boom", ALL, define_linear, build_boom, train=train_small))
+    register(SearchSpace("nan", ALL, define_linear, build_linear, train=train_nan))
+    register(SearchSpace("slow", ALL, define_linear, build_slow, train=train_slow))
+
+
+@hookimpl
+def register_metrics(register):
+    register(metrics.RMSE)
+    register(metrics.R2)
+    register(metrics.ACCURACY)

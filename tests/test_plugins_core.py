@@ -1,0 +1,71 @@
+"""The plugin manager: validation of what is registered, and isolation of broken plugins."""
+
+from pathlib import Path
+
+import pytest
+
+from automl import Dataset, Metric, SearchSpace, UserError
+from automl._plugins import PluginError, _register_into, LoadedPlugin, load_registry
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_entry_point_plugins_found():
+    reg = load_registry()
+    assert "vision" in reg.plugins and reg.plugins["vision"].ok
+    vision = reg.get("vision")
+    assert {"digits"} <= set(vision.datasets) and {"mlp", "cnn"} <= set(vision.spaces)
+    assert vision.info.default_dataset == "digits"
+
+
+def test_path_plugin_and_broken_plugin_isolated():
+    reg = load_registry([str(DATA / "tinyplug.py"), str(DATA / "badplug.py")])
+    assert reg.get("tinyplug").datasets["line"].task == "regression"
+    bad = reg.plugins["badplug"]
+    assert not bad.ok and "direction" in bad.error and "upwards" in bad.error
+    with pytest.raises(UserError, match="badplug.*broken"):
+        reg.get("badplug")
+    assert reg.get("vision").ok  # others unaffected
+
+
+def test_unknown_plugin_names_the_valid_ones():
+    reg = load_registry()
+    with pytest.raises(UserError, match="unknown plugin 'nosuch'; plugins found: .*vision"):
+        reg.get("nosuch")
+
+
+@pytest.mark.parametrize("obj, message", [
+    ("not a dataset", "expected Dataset"),
+    (Dataset("Bad Name", "classification", lambda *a: None), "lowercase identifier"),
+    (Dataset("ok", "clustering", lambda *a: None), "declares tasks"),
+    (Dataset("ok2", "classification", "not callable"), "not callable"),
+])
+def test_register_validation(obj, message):
+    register = _register_into(LoadedPlugin("p", "1", "test"), "datasets")
+    with pytest.raises(PluginError, match=message):
+        register(obj)
+
+
+def test_register_twice_rejected():
+    plugin = LoadedPlugin("p", "1", "test")
+    register = _register_into(plugin, "spaces")
+    space = SearchSpace("s", ("classification",), lambda t, i: {}, lambda c, i: None)
+    register(space)
+    with pytest.raises(PluginError, match="registered twice"):
+        register(space)
+
+
+def test_metric_direction_validated():
+    register = _register_into(LoadedPlugin("p", "1", "test"), "metrics")
+    register(Metric("good", "minimize", ("regression",), lambda y, p: 0.0))
+    with pytest.raises(PluginError, match="tasks"):
+        register(Metric("bad", "minimize", "regression", lambda y, p: 0.0))
+
+
+def test_raising_hook_marks_plugin_broken(tmp_path):
+    f = tmp_path / "raiser.py"
+    f.write_text("from automl import hookimpl\n\n@hookimpl\ndef register_datasets(register):\n"
+                 "    raise ValueError('disk on fire')\n")
+    reg = load_registry([str(f)])
+    assert "disk on fire" in reg.plugins["raiser"].error
+    assert reg.get("vision").ok
