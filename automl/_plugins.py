@@ -4,6 +4,17 @@ Plugins come from the ``automl.plugins`` entry point group (first-party ones inc
 for development, from explicit ``--plugin-path`` modules or files. Each plugin's hooks are
 called one plugin at a time with a ``register`` callback bound to that plugin, so that every
 registered object is attributed, validated, and a failure is pinned on the plugin at fault.
+
+Selection rules:
+
+- ``AUTOML_DISABLE_PLUGIN_AUTOLOAD=1``: no entry point is loaded, only ``--plugin-path`` ones.
+- ``AUTOML_PLUGINS=a,b``: an allow-list of entry point plugins; the others are listed as
+  blocked (``automl plugins --all``) and never imported. A ``--plugin-path`` plugin is asked
+  for explicitly, so the allow-list does not block it.
+- Two plugins with one name (two distributions, or a distribution and a ``--plugin-path``
+  module): both are named in the error and neither is used.
+- A plugin that raises :class:`automl.UserError` while loading is unavailable here (an
+  optional dependency is missing); its message, which says how to fix it, is its error.
 """
 
 from __future__ import annotations
@@ -110,7 +121,22 @@ class Registry:
                 print(f"automl: plugin {impl.plugin_name!r} failed in {hook}: {exc!r}", file=sys.stderr)
 
     def loggers(self) -> list[str]:
+        """Names of the working opt-in plugins (loggers), for ``--log NAME``."""
         return sorted(p.name for p in self.working() if p.info is not None and p.info.opt_in)
+
+    def check_loggers(self, names: list[str] | tuple[str, ...]) -> None:
+        """Raise :class:`UserError` for a ``--log NAME`` that cannot be used: an unknown name
+        (with the valid ones), or a logger plugin that is blocked or unavailable (with its
+        reason, e.g. the package to install)."""
+        valid = self.loggers()
+        for name in names:
+            plugin = self.plugins.get(name)
+            if plugin is not None and plugin.blocked:
+                raise UserError(f"logger {name!r} is not in AUTOML_PLUGINS={os.environ.get('AUTOML_PLUGINS')}")
+            if plugin is not None and plugin.error:
+                raise UserError(f"logger {name!r} is unavailable: {plugin.error}")
+            if name not in valid:
+                raise UserError(f"unknown logger {name!r}; loggers: {', '.join(valid) or 'none installed'}")
 
 
 def _register_into(plugin: LoadedPlugin, kind: str) -> Callable[[Any], None]:
@@ -167,6 +193,38 @@ def _collect(registry: Registry, plugin: LoadedPlugin) -> None:
         plugin.info = info
 
 
+def _path_candidate(path: str) -> tuple[str, str, str, Callable[[], Any]]:
+    """A ``--plugin-path`` plugin as a load candidate. A missing file or module is the user's
+    error; one that fails to import is a broken plugin, shown with its error."""
+    try:
+        name, module = _load_path(path)
+    except UserError:
+        raise
+    except _PathImportError as exc:
+        name, error = exc.name, exc.error
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (path == exc.name or path.startswith(exc.name + ".")):
+            raise UserError(f"--plugin-path {path!r} is neither a .py file nor an importable module") from None
+        name, error = path.rsplit(".", 1)[-1], exc
+    except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+        name, error = path.rsplit(".", 1)[-1], exc
+    else:
+        return name, getattr(module, "__version__", "dev"), f"path {path}", lambda: module
+
+    def fail() -> Any:
+        raise error
+
+    return name, "dev", f"path {path}", fail
+
+
+class _PathImportError(Exception):
+    """A ``--plugin-path`` file was found but raised while being imported."""
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.name, self.error = name, error
+
+
 def _load_path(path: str) -> tuple[str, Any]:
     """Import a plugin from a ``.py`` file or an importable module name (``--plugin-path``)."""
     p = Path(path)
@@ -180,8 +238,12 @@ def _load_path(path: str) -> tuple[str, Any]:
         if spec is None or spec.loader is None:
             raise UserError(f"--plugin-path {path!r} is not an importable Python file")
         module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
+        sys.modules[spec.name] = module  # by-reference pickling (worker processes) needs it
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[spec.name]
+            raise _PathImportError(name, exc) from exc
         return name, module
     return path.rsplit(".", 1)[-1], importlib.import_module(path)
 
@@ -190,7 +252,9 @@ def load_registry(plugin_paths: tuple[str, ...] | list[str] = ()) -> Registry:
     """Find, import and validate every plugin. Never raises for a broken plugin.
 
     ``AUTOML_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points (only ``plugin_paths`` load);
-    ``AUTOML_PLUGINS=a,b`` is an allow-list: other plugins are listed as blocked.
+    ``AUTOML_PLUGINS=a,b`` is an allow-list of entry point plugins: the others are listed as
+    blocked (``plugin_paths`` are explicit and never blocked). Raises :class:`UserError` only
+    for a ``plugin_paths`` entry that does not exist.
     """
     registry = Registry()
     allow_env = os.environ.get("AUTOML_PLUGINS", "").strip()
@@ -202,12 +266,13 @@ def load_registry(plugin_paths: tuple[str, ...] | list[str] = ()) -> Registry:
             version = dist.version if dist is not None else "unknown"
             source = f"{dist.metadata['Name'] if dist is not None else '?'} ({ep.value})"
             candidates.append((ep.name, version, source, ep.load))
+    explicit: set[int] = set()
     for path in plugin_paths:
-        name, module = _load_path(path)
-        candidates.append((name, getattr(module, "__version__", "dev"), f"path {path}", lambda m=module: m))
+        explicit.add(len(candidates))
+        candidates.append(_path_candidate(path))
 
     seen: dict[str, str] = {}
-    for name, version, source, loader in candidates:
+    for index, (name, version, source, loader) in enumerate(candidates):
         if name in seen:
             # Two distributions claim one name: neither is used silently.
             msg = f"plugin name {name!r} is claimed by both {seen[name]} and {source}"
@@ -218,12 +283,14 @@ def load_registry(plugin_paths: tuple[str, ...] | list[str] = ()) -> Registry:
         seen[name] = source
         plugin = LoadedPlugin(name=name, version=version, source=source)
         registry.plugins[name] = plugin
-        if allow is not None and name not in allow:
+        if allow is not None and name not in allow and index not in explicit:
             plugin.blocked = True
             continue
         try:
             plugin.module = loader()
             _collect(registry, plugin)
+        except UserError as exc:  # unavailable here: the message says how to fix it
+            plugin.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
             plugin.error = f"{type(exc).__name__}: {exc}"
     # A plugin found broken after registration (duplicate name) must not fire hooks.

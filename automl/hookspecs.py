@@ -12,6 +12,10 @@ unique name, declared task and direction) and names the plugin at fault when one
 Hooks are called per plugin, not all at once: an exception in one plugin's hook marks that
 plugin broken, with the error shown by ``automl plugins``, and never breaks other plugins.
 No hook runs at import time: plugins are loaded when a command needs them.
+
+The guide for plugin authors, with a section and an example for every hook, is
+``docs/writing-plugins.md`` (a test fails when a hook here has none); the conformance kit
+that checks a plugin is :mod:`automl.testing` (``automl plugins check NAME``).
 """
 
 from __future__ import annotations
