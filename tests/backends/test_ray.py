@@ -1,0 +1,92 @@
+"""The Ray Tune backend end to end: a local Ray search, its resume on the local backend, and a
+search on a ``ray start`` cluster. Each starts Ray (seconds), so there are only two."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import optuna
+import pytest
+
+pytestmark = pytest.mark.ray
+QUICK = ["--plugin", "vision", "--space", "mlp", "--max-epochs", "2"]
+
+
+def _trials(studies, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{studies / name / 'study.db'}").trials
+
+
+def test_ray_search_then_resume_on_local_backend(cli, studies):
+    res = cli("search", *QUICK, "--backend", "ray", "--trials", "4", "--workers", "2", "--study", "r1",
+              "--pruner", "none")
+    assert res.code == 0, res.err
+    assert "Configuration for experiment" not in res.out and "Trial status" not in res.out
+    rows = cli("leaderboard", "r1", "--format", "json").json()
+    assert len(rows) == 4 and all(r["state"] == "COMPLETE" and r["value"] is not None for r in rows)
+    trials = _trials(studies, "r1")
+    for t in trials:
+        assert t.user_attrs["backend"] == "ray" and t.user_attrs["device"] == "cpu"
+        assert t.user_attrs["epochs_run"] == 2 and t.user_attrs["config"]["space"] == "mlp"
+        assert len(t.intermediate_values) == 2
+        assert (studies / "r1" / "trials" / str(t.number) / "model.pt").exists()
+    assert (studies / "r1" / "best" / "model.pt").exists()
+    assert (studies / "r1" / "ray" / "logs").is_dir()
+    assert any(p.name.startswith("tune-") for p in (studies / "r1" / "ray").iterdir())
+
+    res = cli("resume", "r1", "--trials", "2", "--backend", "local")
+    assert res.code == 0, res.err
+    rows = cli("leaderboard", "r1", "--format", "json").json()
+    assert len(rows) == 6 and sum(r["state"] == "COMPLETE" for r in rows) == 6
+    assert [t.user_attrs.get("backend") for t in _trials(studies, "r1")].count("ray") == 4
+    summary = [s for s in cli("studies", "--format", "json").json() if s["name"] == "r1"]
+    assert summary and summary[0]["finished"] == 6
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_search_on_a_ray_start_cluster(cli, studies):
+    port = _free_port()
+    temp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's Unix socket paths
+    ports = [f"--{name}={_free_port()}" for name in (
+        "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+        "runtime-env-agent-port", "metrics-export-port")]
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
+         "--temp-dir", temp, "--include-dashboard=false", "--disable-usage-stats", "--block", *ports],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not any(n.startswith("session_2") for n in os.listdir(temp)) and time.time() < deadline:
+            assert head.poll() is None, "ray start exited"
+            time.sleep(0.5)
+        res = cli("search", *QUICK, "--backend", "ray", "--address", f"127.0.0.1:{port}",
+                       "--trials", "2", "--study", "c1")
+        assert res.code == 0, res.err
+        trials = _trials(studies, "c1")
+        assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 2
+        # the trials ran in the cluster's workers, not in a Ray started by the search
+        assert {t.user_attrs["ray"]["address"].rsplit(":", 1)[1] for t in trials} == {str(port)}
+        assert not (studies / "c1" / "ray" / "logs").exists()
+    finally:
+        # stop exactly this cluster: its process group (`ray stop` would stop every Ray here)
+        try:
+            os.killpg(head.pid, 15)
+            head.wait(timeout=20)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            pass
+        try:
+            os.killpg(head.pid, 9)
+        except ProcessLookupError:
+            pass
+        head.wait(timeout=10)
+        subprocess.run(["rm", "-rf", temp], check=False)
