@@ -1,0 +1,81 @@
+"""recsys: recommendation from user-item interactions.
+
+Datasets:
+
+- ``synthetic`` (default, no download): a low-rank user-item model with popularity skew and
+  noise (see :func:`automl_plugins.recsys._data.synthetic_interactions`); implicit feedback,
+  leave-last-out split.
+- ``ratings``: ``--data PATH`` to ``user, item, rating[, timestamp]`` CSV / TSV (MovieLens
+  ``u.data`` and ``ratings.csv`` read directly).
+
+Options of both: ``implicit`` (true: ranking with sampled negatives; false: rating
+regression), ``split`` (``random`` 80/10/10 over interactions, or ``leave_last_out`` by
+timestamp per user) and ``k`` (the cut-off of the @K metrics, default 10).
+
+Spaces: ``mf`` (biased matrix factorization), ``ncf`` (NeuMF: GMF + MLP), ``two_tower``.
+Metrics: ``ndcg`` (default), ``hr``, ``recall`` at K for implicit feedback, over the full
+item catalogue with already-seen items excluded (see :mod:`._rank`); ``rmse``, ``mae`` for
+explicit ratings. Baselines: ``most_popular`` (ranking) and ``item_mean`` (ratings).
+"""
+
+from __future__ import annotations
+
+from automl import Dataset, Option, PluginInfo, SearchSpace, hookimpl, metrics
+
+from automl_plugins.recsys import _data, _rank, _spaces
+from automl_plugins.recsys._predict import predict_users
+
+TASKS = ("regression", "ranking")
+
+
+def _options(implicit: bool, split: str) -> tuple[Option, ...]:
+    return (
+        Option("implicit", bool, implicit, "every interaction is a positive; negatives are sampled (ranking)"),
+        Option("split", str, split, "random (80/10/10 of interactions) or leave_last_out (per user, by time)",
+               choices=("random", "leave_last_out")),
+        Option("k", int, 10, "cut-off K of the hr / ndcg / recall metrics"),
+    )
+
+
+@hookimpl
+def plugin_info() -> PluginInfo:
+    return PluginInfo(name="recsys", description="Recommendation from user-item interactions (MF, NeuMF, two-tower)",
+                      default_dataset="synthetic", default_space="mf", default_metric="ndcg")
+
+
+@hookimpl
+def register_datasets(register) -> None:
+    register(Dataset(predict=predict_users, name="synthetic", task="ranking", load=_data.load_synthetic,
+                     options=_options(True, "leave_last_out"),
+                     description="built-in: 600 users x 300 items from a low-rank model with popularity "
+                                 "skew; implicit, leave-last-out"))
+    register(Dataset(predict=predict_users, name="ratings", task="regression", load=_data.load_ratings, needs_path=True,
+                     options=_options(False, "random"),
+                     description="--data PATH: user,item,rating[,timestamp] CSV/TSV (MovieLens u.data, "
+                                 "ratings.csv); --option implicit=true for ranking"))
+
+
+@hookimpl
+def register_spaces(register) -> None:
+    common = dict(tasks=TASKS, train=_spaces.train_space, step=_spaces.step)
+    register(SearchSpace(name="mf", define=_spaces.define_mf, build=_spaces.build_mf,
+                         description="biased matrix factorization", **common))
+    register(SearchSpace(name="ncf", define=_spaces.define_ncf, build=_spaces.build_ncf,
+                         description="NeuMF: generalized MF and an MLP over user/item embeddings", **common))
+    register(SearchSpace(name="two_tower", define=_spaces.define_two_tower, build=_spaces.build_two_tower,
+                         description="user and item towers with dot-product scoring", **common))
+
+
+@hookimpl
+def register_metrics(register) -> None:
+    register(_rank.NDCG)
+    register(_rank.HR)
+    register(_rank.RECALL)
+    register(metrics.RMSE)
+    register(metrics.MAE)
+
+
+@hookimpl
+def register_baselines(register) -> None:
+    register(_rank.MOST_POPULAR)
+    register(_rank.ITEM_MEAN)
