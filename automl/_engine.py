@@ -61,6 +61,7 @@ class SearchRequest:
     storage: str | None = None
     max_failures: int | None = None
     max_epochs: int | None = None
+    checkpoint_every_s: float = 10.0
     backend: str = "local"
     address: str | None = None
     cpus_per_trial: float | None = None
@@ -121,6 +122,8 @@ def plan_search(req: SearchRequest) -> Session:
     _check_numbers(req.trials, req.workers, req.timeout, req.seed, req.max_failures)
     if req.max_epochs is not None and req.max_epochs <= 0:
         raise UserError(f"--max-epochs must be at least 1, not {req.max_epochs}")
+    if not math.isfinite(req.checkpoint_every_s) or req.checkpoint_every_s < 0:
+        raise UserError(f"--checkpoint-every must be a number of seconds >= 0, not {req.checkpoint_every_s}")
     if req.sampler not in SAMPLERS:
         raise UserError(f"unknown sampler {req.sampler!r}; choices: {', '.join(SAMPLERS)}")
     if req.pruner not in PRUNERS:
@@ -130,10 +133,14 @@ def plan_search(req: SearchRequest) -> Session:
     for name, value in (("--cpus-per-trial", req.cpus_per_trial), ("--gpus-per-trial", req.gpus_per_trial)):
         if value is not None and (not math.isfinite(value) or value < 0 or value > 1024):
             raise UserError(f"{name} must be a number between 0 and 1024, not {value}")
+    from automl.backends import assign_devices, cuda_count, parse_gpus
+
+    if req.backend == "local":
+        assign_devices(req.workers, req.gpus, req.gpus_per_trial)
+    else:
+        parse_gpus(req.gpus, cuda_count())
     registry = load_registry(req.plugin_paths)
-    unknown = [n for n in req.loggers if n not in registry.loggers()]
-    if unknown:
-        raise UserError(f"unknown logger {unknown[0]!r}; loggers: {', '.join(registry.loggers()) or 'none installed'}")
+    registry.check_loggers(req.loggers)
     resolved = resolve(registry, req.plugin, req.dataset, req.spaces, req.metric, req.options)
     name = req.study or _default_name(req.plugin, resolved.dataset.name)
     ref = new_ref(name, req.storage)
@@ -145,7 +152,7 @@ def plan_search(req: SearchRequest) -> Session:
         metric=metric.name, direction=metric.direction, data_path=data_path,
         options=resolved.options, sampler=req.sampler, pruner=req.pruner, seed=req.seed,
         trials=req.trials, timeout=req.timeout, workers=req.workers, max_failures=req.max_failures,
-        max_epochs=req.max_epochs, backend=req.backend, address=req.address,
+        max_epochs=req.max_epochs, checkpoint_every_s=req.checkpoint_every_s, backend=req.backend, address=req.address,
         cpus_per_trial=req.cpus_per_trial, gpus_per_trial=req.gpus_per_trial, gpus=req.gpus,
         loggers=list(dict.fromkeys(req.loggers)),
         data_fingerprint=fingerprint(bundle), space_hash=space_hash(resolved.spaces),
@@ -171,13 +178,14 @@ def create_study(session: Session) -> optuna.Study:
 
 def plan_resume(name: str, more: int | None = None, force: bool = False,
                 plugin_paths: list[str] | None = None, workers: int | None = None,
-                backend: str | None = None, address: str | None = None) -> Session:
+                backend: str | None = None, address: str | None = None,
+                storage: str | None = None) -> Session:
     """Plan the continuation of a stored study; the backend may differ from the one that
     started it (both write the same Optuna study)."""
     _check_numbers(more, workers or 1, None, 0, None)
     if backend is not None and backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choices: {', '.join(BACKENDS)}")
-    ref = open_ref(name)
+    ref = open_ref(name, storage)
     study = ref.load()
     spec = StudySpec.from_json(spec_of(study))
     registry = load_registry(plugin_paths or [])
@@ -256,16 +264,19 @@ def snapshot(study: optuna.Study, target: int, started: float) -> Snapshot:
     return Snapshot(counts, finished, target, best_value, best_number, time.time() - started, last_error)
 
 
-def _devices(n: int) -> list[str]:
-    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
-        return [f"cuda:{i % torch.cuda.device_count()}" for i in range(n)]
-    return ["cpu"] * n
+def _devices(n: int, spec: StudySpec) -> list[str]:
+    """One device per local worker (``--gpus``, ``--gpus-per-trial``); see automl.backends."""
+    from automl.backends import assign_devices
+
+    return assign_devices(n, spec.gpus, spec.gpus_per_trial)
 
 
 def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
-        poll_s: float = 0.5, checkpoint_every_s: float = 10.0) -> Outcome:
+        poll_s: float = 0.5) -> Outcome:
     """Run trials until the spec's target is reached: in local worker processes, or as Ray
     Tune trials when the spec's backend is ``ray``."""
+    session.ref.ensure_dir()
+    checkpoint_every_s = session.spec.checkpoint_every_s
     if session.spec.backend == "ray":
         from automl.backends import run_ray
 
@@ -281,18 +292,20 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
     if left <= 0:
         return Outcome("finished", snap)
     ctx = mp.get_context("spawn")
-    remaining, failures, lock = ctx.Value("i", left, lock=False), ctx.Value("i", 0, lock=False), ctx.Lock()
+    failures, lock = ctx.Value("i", 0, lock=False), ctx.Lock()
     errors = ctx.Queue()
-    n = min(spec.workers, left)
-    threads = max(1, (os.cpu_count() or 1) // n)
+    devices = _devices(min(spec.workers, left), spec)
+    from automl.backends import threads_per_worker
+
+    threads = threads_per_worker(len(devices))
     deadline = started + spec.timeout if spec.timeout else None
     max_failures = spec.max_failures or max(3, spec.trials)
     procs = []
-    for i, device in enumerate(_devices(n)):
+    for i, device in enumerate(devices):
         job = WorkerJob(session.ref.name, str(session.ref.dir), session.ref.url, spec.to_json(),
                         session.plugin_paths, device, threads, i, deadline, checkpoint_every_s)
         procs.append(ctx.Process(target=worker_main, name=f"automl-worker-{i}",
-                                 args=(job, remaining, failures, max_failures, lock, errors)))
+                                 args=(job, failures, max_failures, lock, errors)))
     reason = "finished"
     old_term = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -301,7 +314,8 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
         _wait(procs, study, spec.trials, started, on_progress, poll_s)
     except (KeyboardInterrupt, Terminated) as exc:
         reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        _stop_workers(procs, study, spec.trials, started, on_progress, poll_s)
+        if not _stop_workers(procs, poll_s):
+            reason = "killed"
     finally:
         signal.signal(signal.SIGTERM, old_term)
     errs = _drain(errors)
@@ -330,9 +344,10 @@ def _wait(procs, study, target, started, on_progress, poll_s) -> None:
         on_progress(snapshot(study, target, started))
 
 
-def _stop_workers(procs, study, target, started, on_progress, poll_s, grace_s: float = 30.0) -> None:
-    """First Ctrl-C: ask workers to stop (their running trials are marked interrupted).
-    A second Ctrl-C, or the grace period, kills them; resume re-queues their trials."""
+def _stop_workers(procs, poll_s, grace_s: float = 30.0) -> bool:
+    """First Ctrl-C: ask workers to stop; their running trials are marked interrupted and
+    re-queued on resume. A second Ctrl-C (or the grace period) kills them at once: their
+    trials stay RUNNING with a dead owner, which resume detects. Returns False when killed."""
     for p in procs:
         if p.is_alive() and p.pid:
             try:
@@ -340,16 +355,19 @@ def _stop_workers(procs, study, target, started, on_progress, poll_s, grace_s: f
             except ProcessLookupError:
                 pass
     end = time.time() + grace_s
+    graceful = True
     try:
         while any(p.is_alive() for p in procs) and time.time() < end:
             for p in procs:
                 p.join(timeout=poll_s / len(procs))
     except (KeyboardInterrupt, Terminated):
-        pass
+        graceful = False
     for p in procs:
         if p.is_alive():
+            graceful = False
             p.kill()
             p.join(timeout=5)
+    return graceful
 
 
 def _drain(q) -> list[str]:

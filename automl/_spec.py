@@ -49,6 +49,7 @@ class StudySpec:
     gpus_per_trial: float | None = None
     gpus: str = "auto"
     loggers: list[str] = field(default_factory=list)
+    checkpoint_every_s: float = 10.0
     data_fingerprint: str = ""
     space_hash: str = ""
     automl_version: str = __version__
@@ -116,7 +117,7 @@ def _convert(opt: Option, value: Any) -> Any:
             converted = opt.type(value)
         except (TypeError, ValueError):
             raise UserError(f"option {opt.name!r} takes a {opt.type.__name__}, not {value!r}") from None
-    if opt.choices is not None and converted not in opt.choices:
+    if opt.choices is not None and converted not in opt.choices and not (converted is None and opt.default is None):
         raise UserError(f"option {opt.name!r} must be one of {', '.join(map(str, opt.choices))}, "
                         f"not {value!r}")
     return converted
@@ -145,6 +146,8 @@ def check_task_fit(resolved: Resolved, info: DataInfo) -> Metric:
             fits = [n for n, s in resolved.plugin.spaces.items() if info.task in s.tasks]
             raise UserError(f"space {space.name!r} does not fit task {info.task!r}; choices: "
                             f"{', '.join(fits) or 'none'}")
+        if space.check is not None:
+            space.check(info)
     metrics = resolved.plugin.metrics
 
     def fits(m: Metric) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,13 +80,16 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(make_url(url).database or "")
 
 
-def make_storage(url: str) -> RDBStorage:
+def make_storage(url: str, create: bool = False) -> RDBStorage:
     """An RDB storage with heartbeats, busy timeouts, and re-queueing of stale trials.
 
     SQLite files are switched to WAL mode: readers (the progress display, ``automl
     leaderboard``) never block the workers' writes, and a killed writer leaves a consistent
-    database. ``timeout`` makes a writer wait for the lock instead of failing.
+    database. ``timeout`` makes a writer wait for the lock instead of failing. Only
+    ``create=True`` (a new study) creates tables: a reader racing a new study's creation
+    must not create them too.
     """
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     engine_kwargs: dict[str, Any] = {}
     db = _sqlite_path(url)
     if db is not None:
@@ -100,6 +104,7 @@ def make_storage(url: str) -> RDBStorage:
         heartbeat_interval=HEARTBEAT_S,
         grace_period=GRACE_S,
         heartbeat_stale_trial_callback=requeue,
+        skip_table_creation=not create,
     )
 
 
@@ -146,6 +151,12 @@ class StudyRef:
     def trial_dir(self, number: int) -> Path:
         return self.dir / "trials" / str(number)
 
+    def ensure_dir(self) -> None:
+        """Make the local artifact folder of a study found through --storage."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.url != default_url(self.dir) and not (self.dir / "storage.url").exists():
+            (self.dir / "storage.url").write_text(self.url + "\n")
+
     def load(self) -> optuna.Study:
         try:
             return optuna.load_study(study_name=self.name, storage=make_storage(self.url))
@@ -178,7 +189,7 @@ def create(ref: StudyRef, spec: dict[str, Any], direction: str, sampler, pruner)
     if ref.url != default_url(ref.dir):
         (ref.dir / "storage.url").write_text(ref.url + "\n")
     try:
-        study = optuna.create_study(study_name=ref.name, storage=make_storage(ref.url),
+        study = optuna.create_study(study_name=ref.name, storage=make_storage(ref.url, create=True),
                                     direction=direction, sampler=sampler, pruner=pruner)
     except optuna.exceptions.DuplicatedStudyError:
         _remove_empty(ref)
@@ -196,9 +207,13 @@ def _remove_empty(ref: StudyRef) -> None:
     ref.dir.rmdir()
 
 
-def open_ref(name: str) -> StudyRef:
+def open_ref(name: str, storage: str | None = None) -> StudyRef:
+    """The stored study NAME. With ``storage`` (``automl worker NAME --storage URL`` on another
+    machine), the study is looked up in that storage; its local folder is made when used."""
     validate_study_name(name)
     folder = studies_root() / name
+    if storage:
+        return StudyRef(name, folder, validate_storage_url(storage))
     if not folder.is_dir():
         known = ", ".join(r.name for r in list_refs()) or "none"
         raise UserError(f"unknown study {name!r} in {folder.parent}; studies: {known}")

@@ -9,6 +9,7 @@ enough for a checkpoint to pay. The loss is synchronised once per epoch, not per
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -137,6 +138,7 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     samples: int = 0
     seconds: float = 0.0
+    resumed_from_epoch: int | None = None
 
 
 def _as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -159,7 +161,8 @@ def predict(model: nn.Module, split: Split | StreamSplit, info: DataInfo, device
             batches = ((map_inputs(x, lambda t: t.to(device, non_blocking=True)), y)
                        for x, y in _loader(split, batch_size, False, device))
         else:
-            batches = (split.take(torch.arange(i, min(i + batch_size, len(split)), device=split.targets.device))
+            # Contiguous slices are views: no per-epoch copy (gather) of the split.
+            batches = ((map_inputs(split.inputs, lambda t, i=i: t[i:i + batch_size]), split.targets[i:i + batch_size])
                        for i in range(0, len(split), batch_size))
         for xb, yb in batches:
             out = call_model(model, _channels_last(xb))
@@ -188,7 +191,7 @@ def _autocast(device: torch.device):
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
+    return contextlib.nullcontext()  # entered once per batch: ~10x cheaper than a disabled autocast
 
 
 def _channels_last(inputs: Any) -> Any:
@@ -306,7 +309,7 @@ def fit(
     model.load_state_dict(best_state)
     cpu_state = {k: v.detach().cpu() for k, v in best_state.items()}
     return FitResult(best_value, best_epoch, len(history), cpu_state, history, samples,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, first_epoch or None)
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, gen, epoch, best_value, best_epoch,

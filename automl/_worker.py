@@ -21,17 +21,18 @@ import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from automl._data import load_data
 from automl._errors import TrialFailed
 from automl._plugins import Registry, load_registry
-from automl._spec import StudySpec, check_task_fit, make_pruner, make_sampler, resolve
-from automl._store import make_storage
+from automl._spec import Resolved, StudySpec, check_task_fit, make_pruner, make_sampler, resolve
+from automl._store import HEARTBEAT_S, make_storage
 from automl._trainer import build_model, fit, suggest_training
 from automl._types import DataBundle, EpochEvent, Metric, SearchSpace, TrialEvent
 
@@ -75,6 +76,8 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*(independent sampling|constant_liar).*")
+    # automl's workers beat the heartbeat themselves around ask/tell (see run_trial).
+    warnings.filterwarnings("ignore", message=".*Heartbeat of storage is supposed to be used with Study.optimize.*")
 
 
 class Objective:
@@ -82,11 +85,13 @@ class Objective:
 
     def __init__(self, *, registry: Registry, spec: StudySpec, spaces: list[SearchSpace],
                  metric: Metric, bundle: DataBundle, study_name: str, study_dir: Path,
-                 device: torch.device, checkpoint_every_s: float = 10.0) -> None:
+                 device: torch.device, checkpoint_every_s: float = 10.0,
+                 on_epoch: Callable[[int, float, float], None] | None = None) -> None:
         self.registry, self.spec, self.metric, self.bundle = registry, spec, metric, bundle
         self.spaces = {s.name: s for s in spaces}
         self.study_name, self.study_dir, self.device = study_name, study_dir, device
         self.checkpoint_every_s = checkpoint_every_s
+        self.on_epoch = on_epoch  # e.g. the Ray backend's report to Tune
 
     def _space(self, trial: optuna.Trial) -> SearchSpace:
         if len(self.spaces) == 1:
@@ -146,6 +151,8 @@ class Objective:
 
         def report(epoch: int, value: float, train_loss: float) -> None:
             trial.report(value, epoch)
+            if self.on_epoch is not None:
+                self.on_epoch(epoch, value, train_loss)
             self.registry.call("on_epoch_end", self.spec.loggers, event=EpochEvent(
                 self.study_name, str(self.study_dir), trial.number, epoch, train_loss, value, self.metric.name))
             if trial.should_prune():
@@ -175,6 +182,8 @@ class Objective:
         torch.save(result.state_dict, tmp)
         tmp.replace(tdir / "model.pt")
         ckpt.unlink(missing_ok=True)
+        if result.resumed_from_epoch:
+            trial.set_user_attr("resumed_from_epoch", result.resumed_from_epoch)
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("epochs_run", result.epochs_run)
         trial.set_user_attr("samples_per_s", round(result.samples / max(result.seconds, 1e-9), 1))
@@ -217,20 +226,29 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def worker_main(job: WorkerJob, remaining, failures, max_failures: int, lock, errors) -> None:
+def setup_process(spec_json: dict[str, Any], plugin_paths: list[str]
+                  ) -> tuple[Registry, StudySpec, Resolved, DataBundle, Metric]:
+    """Load plugins, resolve the spec and load the data in a trial process (a local worker
+    or a Ray Tune trial)."""
+    quiet_optuna()
+    registry = load_registry(plugin_paths)
+    spec = StudySpec.from_json(spec_json)
+    resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces, spec.metric, spec.options)
+    bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
+    metric = check_task_fit(resolved, bundle.info)
+    return registry, spec, resolved, bundle, metric
+
+
+def worker_main(job: WorkerJob, failures, max_failures: int, lock, errors) -> None:
     """Entry point of a local worker process."""
     _die_with_parent(os.getppid())
     try:
         torch.set_num_threads(max(1, job.threads))
-        quiet_optuna()
-        registry = load_registry(job.plugin_paths)
-        spec = StudySpec.from_json(job.spec)
-        resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces, spec.metric, spec.options)
-        bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
-        metric = check_task_fit(resolved, bundle.info)
+        registry, spec, resolved, bundle, metric = setup_process(job.spec, job.plugin_paths)
         sampler = make_sampler(spec.sampler, None if spec.seed is None else spec.seed + job.index,
                                parallel=spec.workers > 1)
-        study = optuna.load_study(study_name=job.study_name, storage=make_storage(job.url),
+        storage = make_storage(job.url)
+        study = optuna.load_study(study_name=job.study_name, storage=storage,
                                   sampler=sampler, pruner=make_pruner(spec.pruner))
         objective = Objective(registry=registry, spec=spec, spaces=resolved.spaces, metric=metric,
                               bundle=bundle, study_name=job.study_name, study_dir=Path(job.study_dir),
@@ -241,26 +259,85 @@ def worker_main(job: WorkerJob, remaining, failures, max_failures: int, lock, er
         errors.put(f"worker {job.index} could not start: {_reason(exc)}")
         traceback.print_exc(file=sys.stderr)
         return
-    run_slots(study, objective, remaining, failures, max_failures, lock, job.deadline)
-
-
-def run_slots(study: optuna.Study, objective: Objective, remaining, failures, max_failures: int,
-              lock, deadline: float | None) -> None:
-    """Take trial slots until none is left, the deadline passes or too many trials failed."""
+    slots = Slots(study, storage, Path(job.study_dir) / "slots.lock")
     while True:
         with lock:
-            if remaining.value <= 0 or failures.value >= max_failures:
+            if failures.value >= max_failures:
                 return
-            if deadline is not None and time.time() >= deadline:
-                return
-            remaining.value -= 1
-        finished: list[optuna.trial.TrialState] = []
+        if job.deadline is not None and time.time() >= job.deadline:
+            return
+        trial = slots.claim()
+        if trial is None:
+            return
         try:
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False,
-                           callbacks=[lambda _study, frozen: finished.append(frozen.state)])
+            state = run_trial(study, storage, objective, trial)
         except KeyboardInterrupt:
             return
-        if not finished or finished[0] not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+        if state not in FINISHED:
             with lock:
-                remaining.value += 1
                 failures.value += 1
+
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_BUDGET = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+class Slots:
+    """Hands out trials so that every process working a study - local workers, a second
+    ``automl search``/``resume``, ``automl worker`` - together reach exactly the target.
+
+    Under a file lock, a process takes a WAITING trial (a re-queued one) if there is one,
+    else creates a new trial only while COMPLETE + PRUNED + RUNNING + WAITING trials are
+    fewer than the target. Failed trials give their slot back. The target is read from the
+    study each time, so ``automl resume NAME --trials N`` also extends running workers.
+    Optuna has no such primitive: ``MaxTrialsCallback`` checks after a trial ends, so parallel
+    workers overshoot. The lock is a file beside the study, so the guarantee holds for
+    processes on one machine; across machines (a shared PostgreSQL) it is best effort.
+    """
+
+    def __init__(self, study: optuna.Study, storage, lock_path: Path) -> None:
+        from filelock import FileLock
+
+        self.study, self.storage = study, storage
+        self.study_id = storage.get_study_id_from_name(study.study_name)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(str(lock_path))
+
+    def target(self) -> int:
+        return int(self.storage.get_study_user_attrs(self.study_id)["automl:spec"]["trials"])
+
+    def claim(self) -> optuna.Trial | None:
+        with self.lock:
+            optuna.storages.fail_stale_trials(self.study)
+            waiting = self.storage.get_n_trials(self.study_id, state=TrialState.WAITING)
+            used = self.storage.get_n_trials(self.study_id, state=_BUDGET)
+            if waiting == 0 and used >= self.target():
+                return None
+            return self.study.ask()
+
+
+def _heartbeat(storage, trial_id: int, stop: threading.Event, interval: float) -> None:
+    storage.record_heartbeat(trial_id)
+    while not stop.wait(interval):
+        storage.record_heartbeat(trial_id)
+
+
+def run_trial(study: optuna.Study, storage, objective: Objective, trial: optuna.Trial) -> TrialState:
+    """Run the objective on a claimed trial and tell Optuna the outcome. A heartbeat thread
+    keeps the trial alive in the storage, so a worker that dies is detected by others."""
+    stop = threading.Event()
+    beat = threading.Thread(target=_heartbeat, args=(storage, trial._trial_id, stop, HEARTBEAT_S), daemon=True)
+    beat.start()
+    try:
+        value = objective(trial)
+        frozen = study.tell(trial, value)
+    except optuna.TrialPruned:
+        frozen = study.tell(trial, state=TrialState.PRUNED)
+    except KeyboardInterrupt:
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception:  # noqa: BLE001 - the reason is in the trial's "error" attribute
+        frozen = study.tell(trial, state=TrialState.FAIL)
+    finally:
+        stop.set()
+    return frozen.state

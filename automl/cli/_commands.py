@@ -67,6 +67,8 @@ def search(
     gpus_per_trial: Annotated[Optional[float], typer.Option(help="GPUs per trial; fractions share a GPU (0.5 = 2 trials).")] = None,
     gpus: Annotated[str, typer.Option(help="GPUs to use: auto, none, or indices like 0,1,3.")] = "auto",
     log: Annotated[Optional[list[str]], typer.Option("--log", help="Enable a logger plugin (csv, tensorboard); repeatable.")] = None,
+    checkpoint_every: Annotated[float, typer.Option(help="Checkpoint a running trial at most this often (seconds), so a killed trial continues from its last epoch.")] = 10.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and show the plan; write nothing.")] = False,
     plugin_path: PluginPathOpt = [],
 ) -> int:
     """Run a search and store it as a study."""
@@ -75,15 +77,18 @@ def search(
         sampler=sampler, pruner=pruner, seed=seed, trials=trials, timeout=timeout, workers=workers,
         study=study, storage=storage, max_failures=max_failures, max_epochs=max_epochs, backend=backend,
         address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
-        loggers=log or [], plugin_paths=plugin_path)
+        loggers=log or [], checkpoint_every_s=checkpoint_every, plugin_paths=plugin_path)
     session = _engine.plan_search(req)
-    _engine.create_study(session)
     s = session.spec
-    console.print(f"[bold]automl[/] study [cyan]{session.ref.name}[/]: plugin {s.plugin}, dataset {s.dataset}, "
-                  f"space {', '.join(s.spaces)}, {s.metric} ({s.direction}), {s.trials} trials, "
-                  f"{s.workers} worker(s)")
+    if not dry_run:
+        _engine.create_study(session)
+    console.print(f"[bold]automl[/] {'would create' if dry_run else ''} study [cyan]{session.ref.name}[/]: "
+                  f"plugin {s.plugin}, dataset {s.dataset}, space {', '.join(s.spaces)}, {s.metric} ({s.direction}), "
+                  f"{s.trials} trials, {s.workers} worker(s), {s.backend} backend, storage {session.ref.url}")
     for key, value in session.bundle.summary.items():
         console.print(f"  data: {key}: {value}")
+    if dry_run:
+        return 0
     return _run_and_report(session)
 
 
@@ -94,6 +99,9 @@ def _run_and_report(session: _engine.Session) -> int:
         console.print(f"re-queued trials {', '.join(map(str, session.requeued))} (their runs did not finish)")
     with _render.SearchProgress(console, session.spec.trials, session.metric.name) as progress:
         outcome = _engine.run(session, on_progress=progress.update)
+    if outcome.reason == "killed":  # a second Ctrl-C: out at once; resume recovers the trials
+        err_console.print(f"stopped at once; rerun the unfinished trials with: automl resume {session.ref.name}")
+        return 130
     best = _engine.finalize(session, reason=outcome.reason)
     _show_result(session, best)
     for e in outcome.errors:
@@ -152,6 +160,20 @@ def resume(
             err_console.print(f"[yellow]warning:[/] {w}")
         return 0
     console.print(f"[bold]automl[/] resuming [cyan]{name}[/]: {finished} of {session.spec.trials} trials finished")
+    return _run_and_report(session)
+
+
+@app.command()
+def worker(
+    name: StudyArg,
+    storage: Annotated[Optional[str], typer.Option(help="The study's storage URL, when it is not under studies/ here (a shared PostgreSQL or MySQL).")] = None,
+    workers: WorkersOpt = 1,
+    plugin_path: PluginPathOpt = [],
+) -> int:
+    """Join a study that is running elsewhere and work on its trials until the target is reached."""
+    session = _engine.plan_resume(name, None, False, plugin_path, workers, storage=storage)
+    session.spec.backend = "local"
+    console.print(f"[bold]automl[/] worker joining [cyan]{name}[/] ({session.ref.url}) with {workers} process(es)")
     return _run_and_report(session)
 
 

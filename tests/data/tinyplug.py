@@ -3,9 +3,11 @@
 Dataset ``line``: y = 3*x0 - 2*x1 + noise (regression, learnable in a few epochs).
 Dataset ``blobs``: two Gaussian blobs (binary classification).
 Spaces: ``linear`` (works), ``boom`` (raises in build), ``nan`` (produces NaN losses),
-``slow`` (sleeps per epoch, for kill and signal tests).
+``slow`` (sleeps per batch, for kill and signal tests), ``oom`` (out of memory above a
+batch of 16).
 """
 
+import os
 import time
 
 import numpy as np
@@ -75,13 +77,31 @@ class Slow(nn.Module):
 
 
 def build_slow(cfg, info):
-    return Slow(build_linear(cfg, info), 0.05)
+    return Slow(build_linear(cfg, info), float(os.environ.get("TINYPLUG_DELAY", "0.05")))
 
 
 def train_slow(trial, info):
     cfg = train_small(trial, info)
     cfg.update(epochs=6, patience=100)
     return cfg
+
+
+class OomAbove(nn.Module):
+    """Raises torch's real out-of-memory exception type for batches above a size, the way a
+    CUDA allocation failure surfaces, so the halve-and-retry path runs on a CPU machine."""
+
+    def __init__(self, inner, limit):
+        super().__init__()
+        self.inner, self.limit = inner, limit
+
+    def forward(self, x):
+        if self.training and x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError(f"cannot allocate a batch of {x.shape[0]}")
+        return self.inner(x)
+
+
+def build_oom(cfg, info):
+    return OomAbove(build_linear(cfg, info), 16)
 
 
 ALL = ("classification", "regression")
@@ -106,6 +126,7 @@ def register_spaces(register):
     register(SearchSpace("boom", ALL, define_linear, build_boom, train=train_small))
     register(SearchSpace("nan", ALL, define_linear, build_linear, train=train_nan))
     register(SearchSpace("slow", ALL, define_linear, build_slow, train=train_slow))
+    register(SearchSpace("oom", ALL, define_linear, build_oom, train=train_small))
 
 
 @hookimpl
