@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from automl import metrics
 from automl._errors import TrialFailed, UserError
+from automl._predict import predict_rows
 from automl._splits import three_way_split
 from automl._trainer import TargetScaler, build_model, fit, predict, suggest_training
 from automl._types import (
@@ -21,6 +22,8 @@ from automl._types import (
     Metric,
     Option,
     PluginInfo,
+    PredictContext,
+    Predictions,
     SearchSpace,
     Split,
     StreamSplit,
@@ -42,6 +45,8 @@ __all__ = [
     "Metric",
     "Option",
     "PluginInfo",
+    "PredictContext",
+    "Predictions",
     "SearchSpace",
     "Split",
     "StreamSplit",
@@ -59,6 +64,7 @@ __all__ = [
     "map_inputs",
     "metrics",
     "predict",
+    "predict_rows",
     "suggest_training",
     "three_way_split",
 ]

@@ -160,6 +160,12 @@ class Dataset:
     ``--data PATH`` (``None`` when not given), ``options`` the validated ``--option`` values
     (defaults filled in), and ``seed`` the study seed, to be used for any random split.
     Raise :class:`automl.UserError` for bad paths or contents: the user sees its message.
+
+    ``predict(model, path, ctx) -> Predictions`` (optional; ``automl predict``): reads NEW,
+    unlabelled data from ``path`` with the dataset's own reader, applies the fitted
+    preprocessing in ``ctx.state`` (a :class:`PredictContext`), runs the model and returns one
+    row per example; :func:`automl.predict_rows` does the batched forward pass, class names
+    and probabilities.
     """
 
     name: str
@@ -168,6 +174,34 @@ class Dataset:
     description: str = ""
     options: tuple[Option, ...] = ()
     needs_path: bool = False
+    predict: Callable[["nn.Module", str, "PredictContext"], "Predictions"] | None = None
+
+
+@dataclass
+class PredictContext:
+    """What a dataset's ``predict`` receives besides the model and the path of new data.
+
+    ``state`` is the fitted preprocessing saved with the model (the prepared bundle's
+    ``DataBundle.state``: vocabulary, normalisation, category ids...), ``options`` the study's
+    dataset options (with the user's ``--option`` overrides), ``info`` the data description the
+    model was built for and ``config`` the trial's config (``space``, ``model``, ``train``).
+    """
+
+    state: dict[str, Any]
+    options: dict[str, Any]
+    info: DataInfo
+    config: dict[str, Any]
+    device: torch.device
+    batch_size: int = 1024
+
+
+@dataclass
+class Predictions:
+    """Predictions on new data: one dict per example, ``id`` first (written as CSV rows), and
+    counts worth showing the user (``{"skipped files": 2}``)."""
+
+    rows: list[dict[str, Any]]
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,6 +218,9 @@ class SearchSpace:
       must fit anything it learns on ``data.train`` only.
     - ``step(model, inputs, targets, ctx) -> loss`` (optional): a custom training step, for
       losses that are not a function of one prediction per row (BPR with sampled negatives).
+    - ``check(info)`` (optional): called before anything is written; raises
+      :class:`automl.UserError` when the space cannot run here (weights or an optional
+      dependency missing, a dataset it cannot handle).
     """
 
     name: str
@@ -194,6 +231,7 @@ class SearchSpace:
     description: str = ""
     prepare: Callable[[DataBundle, dict[str, Any]], DataBundle] | None = None
     step: Callable[..., torch.Tensor] | None = None
+    check: Callable[[DataInfo], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import typer
 
 from automl._errors import UserError
 from automl.cli._commands import app
+from automl.cli import _plugin_cmds  # noqa: F401,E402 - adds `plugins new` and `plugins check`
+from automl.cli import _result_cmds  # noqa: F401,E402 - report, dashboard, export, predict, compare
 
 
 def _add_plugin_commands() -> None:
