@@ -16,8 +16,16 @@ from automl.cli import _plugin_cmds  # noqa: F401,E402 - adds `plugins new` and 
 from automl.cli import _result_cmds  # noqa: F401,E402 - report, dashboard, export, predict, compare
 
 
+_commands_added = False
+
+
 def _add_plugin_commands() -> None:
-    """Let plugins add subcommands; a broken one gives a warning, never a broken CLI."""
+    """Let plugins add subcommands, once per process; a broken one gives a warning, never a
+    broken CLI."""
+    global _commands_added
+    if _commands_added:
+        return
+    _commands_added = True
     from automl._plugins import load_registry
 
     registry = load_registry()
@@ -30,8 +38,7 @@ def _add_plugin_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if args and args[0] not in ("--help", "-h"):
-        _add_plugin_commands()
+    _add_plugin_commands()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=args, prog_name="automl", standalone_mode=False)

@@ -11,6 +11,8 @@ from torch import nn
 
 from automl import DataInfo, suggest_training
 
+from automl_plugins.vision._augment import suggest_augmentation
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 
@@ -25,15 +27,19 @@ class Normalize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float() / 255.0
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        # On CUDA the trainer makes conv weights channels_last; give them matching activations.
+        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
 
 
-def _normalize(info: DataInfo) -> Normalize:
+def normalize(info: DataInfo) -> Normalize:
+    """The :class:`Normalize` layer for a dataset, with its train-split statistics."""
     c = info.input_shape[0]
     return Normalize(info.extra.get("mean", [0.5] * c), info.extra.get("std", [0.25] * c))
 
 
 def define_mlp(trial, info: DataInfo) -> dict[str, Any]:
+    """Depth, width, dropout, batch norm and activation of the MLP."""
     return {
         "layers": trial.suggest_int("layers", 1, 3),
         "width": trial.suggest_categorical("width", [64, 128, 256, 512]),
@@ -44,8 +50,9 @@ def define_mlp(trial, info: DataInfo) -> dict[str, Any]:
 
 
 def build_mlp(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
+    """Normalize, flatten, then ``layers`` x (linear, [BN], activation, dropout), and a head."""
     c, h, w = info.input_shape
-    layers: list[nn.Module] = [_normalize(info), nn.Flatten()]
+    layers: list[nn.Module] = [normalize(info), nn.Flatten()]
     width_in = c * h * w
     for _ in range(cfg["layers"]):
         layers.append(nn.Linear(width_in, cfg["width"]))
@@ -58,6 +65,7 @@ def build_mlp(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
 
 
 def define_cnn(trial, info: DataInfo) -> dict[str, Any]:
+    """Blocks, channels, kernel, dropout, batch norm, activation and head width of the CNN."""
     return {
         "blocks": trial.suggest_int("blocks", 1, 3),
         "channels": trial.suggest_categorical("channels", [16, 32, 64]),
@@ -74,7 +82,7 @@ def build_cnn(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
     feature map is at least 2 pixels wide, so small inputs (8x8 digits) work at any depth."""
     c, h, w = info.input_shape
     act = ACTIVATIONS[cfg["activation"]]
-    layers: list[nn.Module] = [_normalize(info)]
+    layers: list[nn.Module] = [normalize(info)]
     ch_in, ch, size = c, cfg["channels"], min(h, w)
     for _ in range(cfg["blocks"]):
         for _ in range(2):
@@ -94,6 +102,9 @@ def build_cnn(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
 
 
 def train_space(trial, info: DataInfo) -> dict[str, Any]:
+    """Training hyperparameters of ``mlp`` and ``cnn``: the shared ones, label smoothing and
+    the augmentation policy (see :mod:`._augment`)."""
     cfg = suggest_training(trial, info, epochs=(10, 40), batch_sizes=(32, 64, 128))
     cfg["label_smoothing"] = trial.suggest_float("label_smoothing", 0.0, 0.2)
+    cfg.update(suggest_augmentation(trial, info))
     return cfg
