@@ -248,7 +248,8 @@ def _load_path(path: str) -> tuple[str, Any]:
     return path.rsplit(".", 1)[-1], importlib.import_module(path)
 
 
-def load_registry(plugin_paths: tuple[str, ...] | list[str] = ()) -> Registry:
+def load_registry(plugin_paths: tuple[str, ...] | list[str] = (),
+                  only: set[str] | None = None) -> Registry:
     """Find, import and validate every plugin. Never raises for a broken plugin.
 
     ``AUTOML_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points (only ``plugin_paths`` load);
@@ -262,6 +263,8 @@ def load_registry(plugin_paths: tuple[str, ...] | list[str] = ()) -> Registry:
     candidates: list[tuple[str, str, str, Callable[[], Any]]] = []
     if os.environ.get("AUTOML_DISABLE_PLUGIN_AUTOLOAD", "") not in ("1", "true", "yes"):
         for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if only is not None and ep.name not in only:
+                continue  # a worker imports only the plugins its study uses
             dist = getattr(ep, "dist", None)
             version = dist.version if dist is not None else "unknown"
             source = f"{dist.metadata['Name'] if dist is not None else '?'} ({ep.value})"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 
 def three_way_split(n: int, seed: int, *, val: float = 0.2, test: float = 0.2,
                     stratify: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of a train / validation / test split of ``n`` rows (scikit-learn's
     ``train_test_split`` twice), stratified by ``stratify`` when given and possible."""
+    from sklearn.model_selection import train_test_split
+
     idx = np.arange(n)
 
     def cut(rows: np.ndarray, frac: float, strat: np.ndarray | None, salt: int):

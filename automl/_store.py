@@ -98,7 +98,7 @@ def make_storage(url: str, create: bool = False) -> RDBStorage:
             _check_sqlite(db)
         with sqlite3.connect(db, timeout=60) as con:
             con.execute("PRAGMA journal_mode=WAL")
-    return RDBStorage(
+    storage = RDBStorage(
         url,
         engine_kwargs=engine_kwargs,
         heartbeat_interval=HEARTBEAT_S,
@@ -106,6 +106,20 @@ def make_storage(url: str, create: bool = False) -> RDBStorage:
         heartbeat_stale_trial_callback=requeue,
         skip_table_creation=not create,
     )
+    if db is not None:
+        # In WAL mode, synchronous=NORMAL still survives a killed process (only a power cut
+        # can lose the last commits) and makes every commit several times cheaper.
+        from sqlalchemy import event
+
+        event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()
+    return storage
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:

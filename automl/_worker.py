@@ -231,8 +231,8 @@ def setup_process(spec_json: dict[str, Any], plugin_paths: list[str]
     """Load plugins, resolve the spec and load the data in a trial process (a local worker
     or a Ray Tune trial)."""
     quiet_optuna()
-    registry = load_registry(plugin_paths)
     spec = StudySpec.from_json(spec_json)
+    registry = load_registry(plugin_paths, only={spec.plugin, *spec.loggers})
     resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces, spec.metric, spec.options)
     bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
     metric = check_task_fit(resolved, bundle.info)
@@ -309,11 +309,26 @@ class Slots:
     def claim(self) -> optuna.Trial | None:
         with self.lock:
             optuna.storages.fail_stale_trials(self.study)
-            waiting = self.storage.get_n_trials(self.study_id, state=TrialState.WAITING)
-            used = self.storage.get_n_trials(self.study_id, state=_BUDGET)
+            counts = count_states(self.storage, self.study_id)
+            waiting = counts.get(TrialState.WAITING.name, 0)
+            used = sum(counts.get(s.name, 0) for s in _BUDGET)
             if waiting == 0 and used >= self.target():
                 return None
             return self.study.ask()
+
+
+def count_states(storage, study_id: int) -> dict[str, int]:
+    """Trials per state in one ``GROUP BY`` query. ``RDBStorage.get_n_trials`` loads every
+    trial of the study to count them, which made each claim O(trials) (benchmarks/bench_engine)."""
+    engine = getattr(storage, "engine", None)
+    if engine is None:
+        return {s.name: storage.get_n_trials(study_id, state=s) for s in TrialState}
+    from sqlalchemy import text
+
+    with engine.connect() as con:
+        rows = con.execute(text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"),
+                           {"sid": study_id}).all()
+    return {str(getattr(state, "name", state)).split(".")[-1]: int(n) for state, n in rows}
 
 
 def _heartbeat(storage, trial_id: int, stop: threading.Event, interval: float) -> None:

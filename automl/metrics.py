@@ -18,9 +18,16 @@ import functools
 import math
 
 import numpy as np
-from sklearn import metrics as skm
 
 from automl._types import DataInfo, Metric
+
+
+def _skm():
+    """scikit-learn's metrics, imported on first use: ``import automl`` stays fast for the
+    CLI and for every worker process."""
+    from sklearn import metrics
+
+    return metrics
 
 __all__ = [
     "ACCURACY",
@@ -55,19 +62,19 @@ def accuracy(y_true, y_pred) -> float:
     y_true, labels = np.asarray(y_true), _labels(y_pred)
     if y_true.ndim == 1 and y_true.shape == labels.shape and len(y_true):
         return float(np.mean(y_true == labels))
-    return float(skm.accuracy_score(y_true, labels))
+    return float(_skm().accuracy_score(y_true, labels))
 
 
 def balanced_accuracy(y_true, y_pred) -> float:
-    return float(skm.balanced_accuracy_score(y_true, _labels(y_pred)))
+    return float(_skm().balanced_accuracy_score(y_true, _labels(y_pred)))
 
 
 def macro_f1(y_true, y_pred) -> float:
-    return float(skm.f1_score(y_true, _labels(y_pred), average="macro", zero_division=0))
+    return float(_skm().f1_score(y_true, _labels(y_pred), average="macro", zero_division=0))
 
 
 def top5_accuracy(y_true, y_pred) -> float:
-    return float(skm.top_k_accuracy_score(y_true, y_pred, k=5, labels=_classes(y_pred)))
+    return float(_skm().top_k_accuracy_score(y_true, y_pred, k=5, labels=_classes(y_pred)))
 
 
 def _proba_for_auc(y_pred: np.ndarray) -> np.ndarray:
@@ -82,8 +89,8 @@ def auroc(y_true, y_pred) -> float:
         return 0.5
     y_pred = np.asarray(y_pred)
     if y_pred.ndim == 2 and y_pred.shape[1] > 2:
-        return float(skm.roc_auc_score(y_true, y_pred, multi_class="ovr", labels=_classes(y_pred)))
-    return float(skm.roc_auc_score(y_true, _proba_for_auc(y_pred)))
+        return float(_skm().roc_auc_score(y_true, y_pred, multi_class="ovr", labels=_classes(y_pred)))
+    return float(_skm().roc_auc_score(y_true, _proba_for_auc(y_pred)))
 
 
 def auprc(y_true, y_pred) -> float:
@@ -91,28 +98,28 @@ def auprc(y_true, y_pred) -> float:
     y_pred = np.asarray(y_pred)
     if y_pred.ndim == 2 and y_pred.shape[1] > 2:
         onehot = np.eye(y_pred.shape[1])[np.asarray(y_true)]
-        return float(skm.average_precision_score(onehot, y_pred, average="macro"))
-    return float(skm.average_precision_score(y_true, _proba_for_auc(y_pred)))
+        return float(_skm().average_precision_score(onehot, y_pred, average="macro"))
+    return float(_skm().average_precision_score(y_true, _proba_for_auc(y_pred)))
 
 
 def mcc(y_true, y_pred) -> float:
-    return float(skm.matthews_corrcoef(y_true, _labels(y_pred)))
+    return float(_skm().matthews_corrcoef(y_true, _labels(y_pred)))
 
 
 def log_loss(y_true, y_pred) -> float:
-    return float(skm.log_loss(y_true, np.clip(y_pred, 1e-7, 1.0), labels=_classes(y_pred)))
+    return float(_skm().log_loss(y_true, np.clip(y_pred, 1e-7, 1.0), labels=_classes(y_pred)))
 
 
 def rmse(y_true, y_pred) -> float:
-    return float(math.sqrt(skm.mean_squared_error(y_true, y_pred)))
+    return float(math.sqrt(_skm().mean_squared_error(y_true, y_pred)))
 
 
 def mae(y_true, y_pred) -> float:
-    return float(skm.mean_absolute_error(y_true, y_pred))
+    return float(_skm().mean_absolute_error(y_true, y_pred))
 
 
 def r2(y_true, y_pred) -> float:
-    return float(skm.r2_score(y_true, y_pred))
+    return float(_skm().r2_score(y_true, y_pred))
 
 
 def _has_classes(n: int, info: DataInfo) -> bool:

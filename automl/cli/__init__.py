@@ -38,8 +38,11 @@ def _add_plugin_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    _add_plugin_commands()
     command = typer.main.get_command(app)
+    if not args or args[0] not in getattr(command, "commands", {}):
+        # Plugin commands (and the full --help) need the plugins; core commands start faster without.
+        _add_plugin_commands()
+        command = typer.main.get_command(app)
     try:
         code = command.main(args=args, prog_name="automl", standalone_mode=False)
     except UserError as exc:
