@@ -1,0 +1,113 @@
+"""The markdown table of a benchmark run: one line per figure, each a ratio to a baseline
+measured in the same run, with its goal, whether it is met, and the load average."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Row = tuple[str, str, str, str, str, str]  # section, figure, value, baseline, goal, met
+
+
+def _yes(met: Any) -> str:
+    return "-" if met is None else ("yes" if met else "**no**")
+
+
+def _engine(r: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for row in r["rows"] + [r["objective"]]:
+        label = f"per-trial time, {row['storage']}, {row['trials']} trials" + \
+            (" (full Objective)" if "objective" in row else " (trivial objective)")
+        growth = row.get("growth")
+        grew = (f"; trial {row['growth_trials'][0]}->{row['growth_trials'][1]} growth raw x{growth['raw']}, "
+                f"automl x{growth['automl']}") if growth else ""
+        out.append(("engine", label, f"{row['ratio']}x", f"raw optuna {row['raw_ms_per_trial']} ms vs automl "
+                    f"{row['automl_ms_per_trial']} ms per trial; median-trial ratio {row['median_trial_ratio']}"
+                    f"{grew} (load {row['load_avg_1m']})", row["goal"], _yes(row["met"])))
+    g = r["growth"]
+    out.append(("engine", f"per-trial time at trial {g['at'][1]} (growth from {g['at'][0]}), memory", f"{g['ratio']}x",
+                f"raw x{g['raw_growth']} ({g['raw_ms'][0]}->{g['raw_ms'][1]} ms), automl x{g['automl_growth']} "
+                f"({g['automl_ms'][0]}->{g['automl_ms'][1]} ms), automl adds {g['added_ms'][0]}->{g['added_ms'][1]} ms "
+                f"(load {g['load_avg_1m']})", "<= 1.10", _yes(g["met"])))
+    return out
+
+
+def _trainer(r: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for row in r["rows"]:
+        sps = row["samples_per_s"]
+        base = f"automl {sps['automl']:.0f}, minimal {sps['minimal']:.0f}, DataLoader {sps['dataloader']:.0f} samples/s " \
+               f"(load {row['load_avg_1m']})"
+        out.append(("trainer", f"{row['case']}: vs minimal loop", f"{row['vs_minimal']}x", base, ">= 0.95",
+                    _yes(row["vs_minimal"] >= 0.95)))
+        out.append(("trainer", f"{row['case']}: vs DataLoader loop", f"{row['vs_dataloader']}x", "", "> 1.0",
+                    _yes(row["vs_dataloader"] > 1.0)))
+    return out
+
+
+def _accuracy(r: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    for row in r["rows"]:
+        if "skipped" in row:
+            out.append(("accuracy", f"{row['tool']}", "skipped", row["skipped"], "", "-"))
+            continue
+        times = ", ".join(f"{k[2:]} at {row[k]} s" if row[k] is not None else f"{k[2:]} never" for k in row
+                          if k.startswith("t_0."))
+        out.append(("accuracy", f"{row['tool']}: final test accuracy",
+                    "-" if row["final_test_acc"] is None else f"{row['final_test_acc']:.4f}",
+                    f"{row['trials']} trials in {row['wall_s']} s; {times} (load {row['load_avg_1m']})",
+                    "highest, > 0.99" if row["tool"] == "automl" else "", _yes(r["met"]) if row["tool"] == "automl" else "-"))
+    return out
+
+
+def _scaling(r: dict[str, Any]) -> list[Row]:
+    return [("scaling", f"--workers 2 vs 1 ({r['trials']} trials, {r['max_epochs']} epochs)", f"{r['speedup']}x",
+             f"{r['workers_1_s']} s vs {r['workers_2_s']} s on {r['cores']} cores (load {r['load_avg_1m']})", ">= 1.7",
+             _yes(r["speedup"] >= 1.7))]
+
+
+def _pruning(r: dict[str, Any]) -> list[Row]:
+    a, n = r["asha"], r["none"]
+    base = (f"to val acc {r['target_val_acc']}: none {n['epochs_to_target']} epochs / {n['trial_s_to_target']} s, "
+            f"asha {a['epochs_to_target']} epochs / {a['trial_s_to_target']} s ({a['pruned']} pruned) "
+            f"(load {r['load_avg_1m']})")
+    return [("pruning", "epochs to the same best, none / asha", f"{r['epochs_saving']}x", base, "> 1", _yes(r["epochs_saving"] > 1)),
+            ("pruning", "trial-seconds to the same best, none / asha", f"{r['trial_s_saving']}x", "", "> 1",
+             _yes(r["trial_s_saving"] > 1))]
+
+
+def _storage(r: dict[str, Any]) -> list[Row]:
+    rows = {row["storage"]: row for row in r["rows"]}
+    base = rows.get("sqlite")
+    out: list[Row] = []
+    for kind, row in rows.items():
+        value = f"{round(row['trials_per_s'] / base['trials_per_s'], 3)}x" if base and base["trials_per_s"] else "-"
+        out.append(("storage", f"{kind}: {row['workers']} workers, trials/s vs plain sqlite", value,
+                    f"{row['trials_per_s']} trials/s, {row['complete']}/{row['trials_asked']} landed, "
+                    f"{row['errors']} errors", "0 errors" if kind == "sqlite-wal" else "", _yes(row["errors"] == 0)
+                    if kind == "sqlite-wal" else "-"))
+    return out
+
+
+def _ray(r: dict[str, Any]) -> list[Row]:
+    return [("ray", f"automl ray backend vs raw Tune ({r['trials']} trials, {r['workers']} workers)", f"{r['ratio']}x",
+             f"raw {r['raw_s_per_trial']} s/trial vs automl {r['automl_s_per_trial']} s/trial", "< 1.15",
+             _yes(r["ratio"] < 1.15))]
+
+
+FORMATTERS = {"engine": _engine, "trainer": _trainer, "accuracy": _accuracy, "scaling": _scaling,
+              "pruning": _pruning, "storage": _storage, "ray": _ray}
+
+
+def table(results: dict[str, Any]) -> str:
+    """Markdown table of every section in ``results["sections"]``."""
+    lines = ["| section | figure | value | baseline (same run) | goal | met |", "|---|---|---|---|---|---|"]
+    for name, res in results["sections"].items():
+        if "error" in res:
+            lines.append(f"| {name} | failed | - | {res['error']} | | **no** |")
+            continue
+        if "skipped" in res:
+            lines.append(f"| {name} | skipped | - | {res['skipped']} | | - |")
+            continue
+        for row in FORMATTERS[name](res):
+            lines.append("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |")
+    return "\n".join(lines)

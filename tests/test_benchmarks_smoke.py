@@ -1,0 +1,55 @@
+"""Smoke test of the benchmark runner on tiny sizes: it runs, writes its JSON, prints the table.
+
+Only the cheap in-process section runs here (``--quick --only trainer``, in this process),
+plus the table formatting and the runner's argument checking; the benchmarks themselves are outside pytest's default run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # benchmarks/ is a top-level folder, not an installed package
+    sys.path.insert(0, str(ROOT))
+
+
+def test_runner_quick_trainer(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    out = tmp_path / "latest.json"
+    assert main(["--quick", "--only", "trainer", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["quick"] is True and data["machine"]["nproc"] >= 1
+    rows = data["sections"]["trainer"]["rows"]
+    assert [r["case"].split(" /")[0] for r in rows] == ["vision cnn", "tabular mlp"]
+    for row in rows:
+        sps = row["samples_per_s"]
+        assert set(sps) == {"automl", "minimal", "dataloader"} and all(v > 0 for v in sps.values())
+        assert row["vs_minimal"] == pytest.approx(sps["automl"] / sps["minimal"], rel=1e-2)
+    assert "| trainer | vision cnn / digits: vs minimal loop |" in printed
+
+
+def test_report_table_formats_every_section():
+    from benchmarks._report import FORMATTERS, table
+    from benchmarks.__main__ import SECTIONS
+
+    assert set(FORMATTERS) == set(SECTIONS)
+    text = table({"sections": {"engine": {"error": "RuntimeError: boom"},
+                               "ray": {"skipped": "ray cannot be imported"},
+                               "scaling": {"trials": 10, "max_epochs": 2, "speedup": 1.8, "workers_1_s": 9.0,
+                                           "workers_2_s": 5.0, "cores": 2, "load_avg_1m": 1.0}}})
+    assert "| engine | failed | - | RuntimeError: boom |" in text
+    assert "| ray | skipped |" in text
+    assert "| scaling | --workers 2 vs 1 (10 trials, 2 epochs) | 1.8x |" in text and "| yes |" in text
+
+
+def test_runner_rejects_unknown_section():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown section(s) nope" in proc.stderr
