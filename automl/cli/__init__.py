@@ -16,20 +16,19 @@ from automl.cli import _plugin_cmds  # noqa: F401,E402 - adds `plugins new` and 
 from automl.cli import _result_cmds  # noqa: F401,E402 - report, dashboard, export, predict, compare
 
 
-_commands_added = False
+_commands_added: set[str] = set()
 
 
 def _add_plugin_commands() -> None:
-    """Let plugins add subcommands, once per process; a broken one gives a warning, never a
-    broken CLI."""
-    global _commands_added
-    if _commands_added:
-        return
-    _commands_added = True
+    """Let plugins add subcommands, each plugin once per process; a broken one gives a
+    warning, never a broken CLI."""
     from automl._plugins import load_registry
 
     registry = load_registry()
     for impl in registry.pm.hook.register_commands.get_hookimpls():
+        if impl.plugin_name in _commands_added:
+            continue
+        _commands_added.add(impl.plugin_name)
         try:
             impl.function(app=app)
         except Exception as exc:  # noqa: BLE001 - isolation is the point
