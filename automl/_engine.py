@@ -421,7 +421,8 @@ def _save_best(session: Session, study: optuna.Study, best: optuna.trial.FrozenT
     study.set_user_attr(BEST_KEY, info)
     best_dir = session.ref.dir / "best"
     best_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights, best_dir / "model.pt")
+    shutil.copyfile(weights, best_dir / "model.pt.tmp")
+    (best_dir / "model.pt.tmp").replace(best_dir / "model.pt")  # a Ctrl-C mid-copy leaves the old one
     record = dict(info, info=asdict(data.info), data_state=data.state, spec=session.spec.to_json())
     (best_dir / "config.json").write_text(json.dumps(record, indent=2, default=str))
     return info

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import closing
 import warnings
 import sqlite3
 from dataclasses import dataclass
@@ -96,7 +97,7 @@ def make_storage(url: str, create: bool = False) -> RDBStorage:
         engine_kwargs["connect_args"] = {"timeout": 60}
         if db.exists() and db.stat().st_size > 0:
             _check_sqlite(db)
-        with sqlite3.connect(db, timeout=60) as con:
+        with closing(sqlite3.connect(db, timeout=60)) as con:
             con.execute("PRAGMA journal_mode=WAL")
     storage = RDBStorage(
         url,
@@ -142,7 +143,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
 
 def _check_sqlite(db: Path) -> None:
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60) as con:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)) as con:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.DatabaseError as exc:
         raise UserError(f"{db} is not a readable SQLite database ({exc})") from None
@@ -199,20 +200,34 @@ def default_url(folder: Path) -> str:
 
 
 def create(ref: StudyRef, spec: dict[str, Any], direction: str, sampler, pruner) -> optuna.Study:
+    """Create the study with its spec. A new SQLite file is built under a temporary name and
+    renamed into place complete, so a reader (``automl studies``, a progress display) never
+    sees - or races to initialise - a half-created database."""
     ref.dir.mkdir(parents=True, exist_ok=False)
     if ref.url != default_url(ref.dir):
         (ref.dir / "storage.url").write_text(ref.url + "\n")
+    db = _sqlite_path(ref.url)
+    staged = db is not None and not db.exists()
+    url = f"sqlite:///{db.with_name(db.name + '.creating')}" if staged else ref.url
     try:
-        study = optuna.create_study(study_name=ref.name, storage=make_storage(ref.url, create=True),
-                                    direction=direction, sampler=sampler, pruner=pruner)
+        storage = make_storage(url, create=True)
+        study = optuna.create_study(study_name=ref.name, storage=storage, direction=direction)
+        study.set_user_attr(SPEC_KEY, spec)
+        if staged:
+            storage.engine.dispose()
+            tmp = db.with_name(db.name + ".creating")
+            # Every connection is closed now: SQLite folded the WAL into the file when the
+            # last one closed, so the file alone is the whole database.
+            with closing(sqlite3.connect(tmp)) as con:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            tmp.replace(db)
     except optuna.exceptions.DuplicatedStudyError:
         _remove_empty(ref)
         raise UserError(f"study {ref.name!r} already exists in {ref.url}") from None
     except Exception as exc:  # noqa: BLE001 - nothing half-written stays behind
         _remove_empty(ref)
         raise UserError(f"cannot create study in {ref.url}: {str(exc).splitlines()[0]}") from None
-    study.set_user_attr(SPEC_KEY, spec)
-    return study
+    return optuna.load_study(study_name=ref.name, storage=make_storage(ref.url), sampler=sampler, pruner=pruner)
 
 
 def _remove_empty(ref: StudyRef) -> None:

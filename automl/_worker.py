@@ -62,6 +62,11 @@ def owner_alive(owner: dict[str, Any] | None) -> bool | None:
     return process_start_time(pid) == owner.get("start")
 
 
+def owner_record() -> dict[str, Any]:
+    """Who runs a trial: host, pid and the pid's start time (see :func:`owner_alive`)."""
+    return {"host": HOST, "pid": os.getpid(), "start": process_start_time(os.getpid())}
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -103,7 +108,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         start = time.perf_counter()
-        trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid(), "start": process_start_time(os.getpid())})
+        trial.set_user_attr("worker", owner_record())
         trial.set_user_attr("device", str(self.device))
         config: dict[str, Any] | None = None
         try:
@@ -266,7 +271,10 @@ def worker_main(job: WorkerJob, failures, max_failures: int, lock, errors) -> No
                 return
         if job.deadline is not None and time.time() >= job.deadline:
             return
-        trial = slots.claim()
+        try:
+            trial = slots.claim()
+        except KeyboardInterrupt:
+            return
         if trial is None:
             return
         try:
@@ -314,7 +322,16 @@ class Slots:
             used = sum(counts.get(s.name, 0) for s in _BUDGET)
             if waiting == 0 and used >= self.target():
                 return None
-            return self.study.ask()
+            trial = self.study.ask()
+            try:
+                # Owned from the first moment: a worker killed before its objective starts
+                # still leaves a trial that resume can tell is dead.
+                trial.set_user_attr("worker", owner_record())
+            except KeyboardInterrupt:
+                trial.set_user_attr("interrupted", True)
+                self.study.tell(trial, state=TrialState.FAIL)
+                raise
+            return trial
 
 
 def count_states(storage, study_id: int) -> dict[str, int]:
@@ -349,6 +366,7 @@ def run_trial(study: optuna.Study, storage, objective: Objective, trial: optuna.
     except optuna.TrialPruned:
         frozen = study.tell(trial, state=TrialState.PRUNED)
     except KeyboardInterrupt:
+        trial.set_user_attr("interrupted", True)
         study.tell(trial, state=TrialState.FAIL)
         raise
     except Exception:  # noqa: BLE001 - the reason is in the trial's "error" attribute

@@ -110,7 +110,7 @@ def test_killed_long_trial_continues_from_its_checkpoint(studies, cli_proc):
 def test_interrupt_marks_running_trials_and_resume_reruns_them(studies, cli_proc, sig, code):
     name = f"sig{code}"
     proc = _start("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--space", "slow", "--trials", "4",
-                  "--workers", "2", "--study", name, env={"TINYPLUG_DELAY": "0.1"})
+                  "--workers", "2", "--study", name, env={"TINYPLUG_DELAY": "0.2"})
     _wait_for(lambda: _count(studies, name, (TrialState.RUNNING,)) >= 1, proc)
     time.sleep(0.5)
     proc.send_signal(sig)
