@@ -23,29 +23,17 @@ class Result:
 
 
 @pytest.fixture
-def studies(tmp_path, monkeypatch) -> Path:
-    """A fresh study store for the test; AUTOML_STUDIES points at it (inherited by workers)."""
-    root = tmp_path / "studies"
-    monkeypatch.setenv("AUTOML_STUDIES", str(root))
-    return root
+def studies(automl_studies) -> Path:
+    """A fresh study store for the test (the kit's ``automl_studies``; AUTOML_STUDIES points at
+    it and is inherited by workers)."""
+    return automl_studies
 
 
 @pytest.fixture
-def cli(studies, capsys):
-    """Run ``automl ARGS`` in this process (workers are still real processes)."""
-    from automl.cli import main
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
+def cli(automl_cli):
+    """Run ``automl ARGS`` in this process (the kit's ``automl_cli``; workers are still real
+    processes)."""
+    return automl_cli
 
 
 @pytest.fixture

@@ -26,6 +26,12 @@ class CliResult:
     out: str
     err: str
 
+    def json(self) -> Any:
+        """The standard output parsed as JSON (for ``--format json`` commands)."""
+        import json
+
+        return json.loads(self.out)
+
 
 @pytest.fixture
 def automl_check() -> Callable[..., Any]:
