@@ -16,6 +16,7 @@ import os
 import queue
 import shutil
 import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -39,8 +40,43 @@ BEST_KEY = "automl:best"
 KEEP_WEIGHTS = 5
 
 
-class Terminated(Exception):
-    """SIGTERM arrived: stop like Ctrl-C, exit 143."""
+class StopSignals:
+    """Ctrl-C and SIGTERM during a search: recorded by the handlers, acted on by the poll loop.
+
+    Written by hand because no library does this for a multi-process poll loop. Raising from
+    the handler (Python's default for SIGINT) lands wherever the main thread happens to be:
+    inside SQLAlchemy the exception comes out wrapped in Optuna's StorageInternalError, inside
+    a finalizer it is swallowed and the signal is lost. Recording it and checking between polls
+    loses neither. Outside the main thread (no handlers can be set there) it records nothing.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._old: dict[int, Any] = {}
+
+    def _record(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._record) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    @property
+    def reason(self) -> str | None:
+        """``interrupted`` (Ctrl-C, exit 130) or ``terminated`` (SIGTERM, exit 143), by the first."""
+        if not self.received:
+            return None
+        return "terminated" if self.received[0] == signal.SIGTERM else "interrupted"
+
+    @property
+    def at_once(self) -> bool:
+        """A second signal: stop at once, without waiting for the workers' cleanup."""
+        return len(self.received) >= 2
 
 
 @dataclass
@@ -307,17 +343,14 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
         procs.append(ctx.Process(target=worker_main, name=f"automl-worker-{i}",
                                  args=(job, failures, max_failures, lock, errors)))
     reason = "finished"
-    old_term = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
+    with StopSignals() as stop:
         for p in procs:
             p.start()
-        _wait(procs, study, spec.trials, started, on_progress, poll_s)
-    except (KeyboardInterrupt, Terminated) as exc:
-        reason = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        if not _stop_workers(procs, poll_s):
-            reason = "killed"
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
+        _wait(procs, study, spec.trials, started, on_progress, poll_s, stop)
+        if stop.reason:
+            reason = stop.reason
+            if not _stop_workers(procs, poll_s, stop):
+                reason = "killed"
     errs = _drain(errors)
     snap = snapshot(study, spec.trials, started)
     if reason == "finished":
@@ -330,12 +363,8 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
     return Outcome(reason, snap, errs)
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-def _wait(procs, study, target, started, on_progress, poll_s) -> None:
-    while any(p.is_alive() for p in procs):
+def _wait(procs, study, target, started, on_progress, poll_s, stop: StopSignals) -> None:
+    while any(p.is_alive() for p in procs) and not stop.reason:
         if on_progress:
             on_progress(snapshot(study, target, started))
         for p in procs:
@@ -344,7 +373,7 @@ def _wait(procs, study, target, started, on_progress, poll_s) -> None:
         on_progress(snapshot(study, target, started))
 
 
-def _stop_workers(procs, poll_s, grace_s: float = 30.0) -> bool:
+def _stop_workers(procs, poll_s, stop: StopSignals, grace_s: float = 30.0) -> bool:
     """First Ctrl-C: ask workers to stop; their running trials are marked interrupted and
     re-queued on resume. A second Ctrl-C (or the grace period) kills them at once: their
     trials stay RUNNING with a dead owner, which resume detects. Returns False when killed."""
@@ -355,13 +384,10 @@ def _stop_workers(procs, poll_s, grace_s: float = 30.0) -> bool:
             except ProcessLookupError:
                 pass
     end = time.time() + grace_s
+    while any(p.is_alive() for p in procs) and time.time() < end and not stop.at_once:
+        for p in procs:
+            p.join(timeout=poll_s / len(procs))
     graceful = True
-    try:
-        while any(p.is_alive() for p in procs) and time.time() < end:
-            for p in procs:
-                p.join(timeout=poll_s / len(procs))
-    except (KeyboardInterrupt, Terminated):
-        graceful = False
     for p in procs:
         if p.is_alive():
             graceful = False

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -267,31 +266,29 @@ def _fit(tuner: Any, study: Any, target: int, started: float, on_progress: Calla
             box["error"] = f"Ray Tune stopped: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
     thread = threading.Thread(target=target_fn, name="automl-ray-tune", daemon=True)
-    main = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _engine._raise_terminated) if main else None
     reason = "finished"
-    try:
+    with _engine.StopSignals() as stop:
         thread.start()
-        try:
-            _poll(thread, study, target, started, on_progress, poll_s, None)
-        except (KeyboardInterrupt, _engine.Terminated) as exc:
-            reason = "terminated" if isinstance(exc, _engine.Terminated) else "interrupted"
+        _poll(thread, study, target, started, on_progress, poll_s, None, stop)
+        if stop.reason:
+            reason = stop.reason
             stop_file.touch()
-            try:
-                _poll(thread, study, target, started, on_progress, poll_s, time.time() + grace_s)
-            except (KeyboardInterrupt, _engine.Terminated):
-                pass
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, old_term)
+            _poll(thread, study, target, started, on_progress, poll_s, time.time() + grace_s, stop)
     return reason, [box["error"]] if "error" in box else []
 
 
 def _poll(thread: threading.Thread, study: Any, target: int, started: float, on_progress: Callable | None,
-          poll_s: float, until: float | None) -> None:
+          poll_s: float, until: float | None, stop: Any) -> None:
+    """Show progress until Tune's thread ends; until the first signal, or after it until the
+    grace period ends or a second signal arrives."""
     from automl import _engine
 
-    while thread.is_alive() and (until is None or time.time() < until):
+    def go_on() -> bool:
+        if until is None:  # before the first signal
+            return not stop.reason
+        return not stop.at_once and time.time() < until
+
+    while thread.is_alive() and go_on():
         if on_progress:
             on_progress(_engine.snapshot(study, target, started))
         thread.join(timeout=poll_s)
