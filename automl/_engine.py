@@ -352,6 +352,9 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
             if not _stop_workers(procs, poll_s, stop):
                 reason = "killed"
     errs = _drain(errors)
+    if reason == "finished":  # a worker that died on its own (out of memory, a crash in C)
+        errs += [f"worker {i} {_exit_text(p.exitcode)}" for i, p in enumerate(procs)
+                 if p.exitcode and not any(e.startswith(f"worker {i} ") for e in errs)]
     snap = snapshot(study, spec.trials, started)
     if reason == "finished":
         if errs and snap.finished < spec.trials:
@@ -361,6 +364,15 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
         elif deadline is not None and snap.finished < spec.trials:
             reason = "timeout"
     return Outcome(reason, snap, errs)
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def _wait(procs, study, target, started, on_progress, poll_s, stop: StopSignals) -> None:

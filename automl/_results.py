@@ -45,8 +45,8 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
             "test_value": tests.get(str(t.number)),
             "duration_s": round(duration, 3) if duration is not None else None,
             "params": dict(t.params),
-            "epochs": t.user_attrs.get("epochs_run"),
-            "device": t.user_attrs.get("device"),
+            "epochs": (t.user_attrs.get("run") or {}).get("epochs_run"),
+            "device": (t.user_attrs.get("worker") or {}).get("device"),
             "error": t.user_attrs.get("error"),
             "retry_of": t.user_attrs.get("retry_of"),
         })

@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -62,9 +63,17 @@ def owner_alive(owner: dict[str, Any] | None) -> bool | None:
     return process_start_time(pid) == owner.get("start")
 
 
-def owner_record() -> dict[str, Any]:
-    """Who runs a trial: host, pid and the pid's start time (see :func:`owner_alive`)."""
-    return {"host": HOST, "pid": os.getpid(), "start": process_start_time(os.getpid())}
+_OWNER: dict[int, dict[str, Any]] = {}
+
+
+def owner_record(device: str | None = None) -> dict[str, Any]:
+    """Who runs a trial: host, pid and the pid's start time (see :func:`owner_alive`), and the
+    device it trains on. Read from /proc once per process: it is written for every trial."""
+    pid = os.getpid()
+    if pid not in _OWNER:
+        _OWNER.clear()
+        _OWNER[pid] = {"host": HOST, "pid": pid, "start": process_start_time(pid)}
+    return {**_OWNER[pid], **({"device": device} if device else {})}
 
 
 def seed_everything(seed: int) -> None:
@@ -86,7 +95,14 @@ def quiet_optuna() -> None:
 
 
 class Objective:
-    """One trial: sample, prepare data, build, train, save weights, return the val metric."""
+    """One trial: sample, prepare data, build, train, save weights, return the val metric.
+
+    The trial's user attributes: ``config`` (written before training, so a crashed trial
+    still shows what it ran) and ``run`` (one record at the end: best epoch, epochs run,
+    samples/s, the epoch it resumed from, the batch size after an out-of-memory retry). Each
+    attribute is its own storage commit, so there are as few as that. ``worker`` (host, pid,
+    device) is written by whoever claims the trial (:class:`Slots`, the Ray trainable).
+    """
 
     def __init__(self, *, registry: Registry, spec: StudySpec, spaces: list[SearchSpace],
                  metric: Metric, bundle: DataBundle, study_name: str, study_dir: Path,
@@ -108,8 +124,6 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         start = time.perf_counter()
-        trial.set_user_attr("worker", owner_record())
-        trial.set_user_attr("device", str(self.device))
         config: dict[str, Any] | None = None
         try:
             space = self._space(trial)
@@ -154,16 +168,21 @@ class Objective:
                 tdir.mkdir(parents=True, exist_ok=True)
                 old.replace(ckpt)
 
+        last_epoch = int(config["train"].get("epochs", 1)) - 1
+
         def report(epoch: int, value: float, train_loss: float) -> None:
             trial.report(value, epoch)
             if self.on_epoch is not None:
                 self.on_epoch(epoch, value, train_loss)
             self.registry.call("on_epoch_end", self.spec.loggers, event=EpochEvent(
                 self.study_name, str(self.study_dir), trial.number, epoch, train_loss, value, self.metric.name))
-            if trial.should_prune():
+            # After the last epoch the trial ends anyway: asking the pruner (which reads every
+            # trial of the study) would cost a query and gain nothing.
+            if epoch < last_epoch and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         train_cfg = dict(config["train"])
+        run: dict[str, Any] = {}
         for attempt in (0, 1):
             seed_everything(seed)
             model = build_model(space, config["model"], data.info)
@@ -180,18 +199,18 @@ class Objective:
                 if attempt or int(train_cfg.get("batch_size", 1)) < 2:
                     raise TrialFailed("out of memory, also with half the batch size") from None
                 train_cfg["batch_size"] = int(train_cfg["batch_size"]) // 2
-                trial.set_user_attr("oom_batch_size", train_cfg["batch_size"])
+                run["oom_batch_size"] = train_cfg["batch_size"]
                 ckpt.unlink(missing_ok=True)
         tdir.mkdir(parents=True, exist_ok=True)
         tmp = tdir / "model.pt.tmp"
         torch.save(result.state_dict, tmp)
         tmp.replace(tdir / "model.pt")
         ckpt.unlink(missing_ok=True)
+        run.update(best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+                   samples_per_s=round(result.samples / max(result.seconds, 1e-9), 1))
         if result.resumed_from_epoch:
-            trial.set_user_attr("resumed_from_epoch", result.resumed_from_epoch)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("samples_per_s", round(result.samples / max(result.seconds, 1e-9), 1))
+            run["resumed_from_epoch"] = result.resumed_from_epoch
+        trial.set_user_attr("run", run)
         return result.best_value
 
 
@@ -264,26 +283,35 @@ def worker_main(job: WorkerJob, failures, max_failures: int, lock, errors) -> No
         errors.put(f"worker {job.index} could not start: {_reason(exc)}")
         traceback.print_exc(file=sys.stderr)
         return
-    slots = Slots(study, storage, Path(job.study_dir) / "slots.lock")
-    while True:
-        with lock:
-            if failures.value >= max_failures:
-                return
-        if job.deadline is not None and time.time() >= job.deadline:
-            return
-        try:
-            trial = slots.claim()
-        except KeyboardInterrupt:
-            return
-        if trial is None:
-            return
-        try:
-            state = run_trial(study, storage, objective, trial)
-        except KeyboardInterrupt:
-            return
-        if state not in FINISHED:
+    try:
+        _take_trials(job, Slots(study, storage, Path(job.study_dir) / "slots.lock", device=job.device),
+                     study, storage, objective, failures, max_failures, lock)
+    except KeyboardInterrupt:
+        return
+    except Exception as exc:  # noqa: BLE001 - e.g. the store failing outside a trial: reported
+        errors.put(f"worker {job.index} stopped: {_reason(exc)}")
+        traceback.print_exc(file=sys.stderr)
+
+
+def _take_trials(job: WorkerJob, slots: "Slots", study: optuna.Study, storage, objective: Objective,
+                 failures, max_failures: int, lock) -> None:
+    """Claim and run trials until the target, the failure limit or the deadline is reached."""
+    heartbeat = Heartbeat(storage)
+    try:
+        while True:
             with lock:
-                failures.value += 1
+                if failures.value >= max_failures:
+                    return
+            if job.deadline is not None and time.time() >= job.deadline:
+                return
+            trial = slots.claim()
+            if trial is None:
+                return
+            if run_trial(study, storage, objective, trial, heartbeat) not in FINISHED:
+                with lock:
+                    failures.value += 1
+    finally:
+        heartbeat.close()
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -300,33 +328,34 @@ class Slots:
     study each time, so ``automl resume NAME --trials N`` also extends running workers.
     Optuna has no such primitive: ``MaxTrialsCallback`` checks after a trial ends, so parallel
     workers overshoot. The lock is a file beside the study, so the guarantee holds for
-    processes on one machine; across machines (a shared PostgreSQL) it is best effort.
+    processes on one machine; across machines (a shared PostgreSQL) it is best effort. An
+    in-memory study lives in one process, so a thread lock does there.
     """
 
-    def __init__(self, study: optuna.Study, storage, lock_path: Path) -> None:
-        from filelock import FileLock
-
-        self.study, self.storage = study, storage
+    def __init__(self, study: optuna.Study, storage, lock_path: Path, device: str | None = None) -> None:
+        self.study, self.storage, self.device = study, storage, device
         self.study_id = storage.get_study_id_from_name(study.study_name)
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        self.lock = FileLock(str(lock_path))
+        if isinstance(storage, optuna.storages.InMemoryStorage):
+            self.lock: Any = threading.Lock()
+        else:
+            from filelock import FileLock
 
-    def target(self) -> int:
-        return int(self.storage.get_study_user_attrs(self.study_id)["automl:spec"]["trials"])
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            self.lock = FileLock(str(lock_path))
 
     def claim(self) -> optuna.Trial | None:
         with self.lock:
             optuna.storages.fail_stale_trials(self.study)
-            counts = count_states(self.storage, self.study_id)
+            counts, target = count_states(self.storage, self.study_id)
             waiting = counts.get(TrialState.WAITING.name, 0)
             used = sum(counts.get(s.name, 0) for s in _BUDGET)
-            if waiting == 0 and used >= self.target():
+            if waiting == 0 and used >= target:
                 return None
             trial = self.study.ask()
             try:
                 # Owned from the first moment: a worker killed before its objective starts
                 # still leaves a trial that resume can tell is dead.
-                trial.set_user_attr("worker", owner_record())
+                trial.set_user_attr("worker", owner_record(self.device))
             except KeyboardInterrupt:
                 trial.set_user_attr("interrupted", True)
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -334,32 +363,107 @@ class Slots:
             return trial
 
 
-def count_states(storage, study_id: int) -> dict[str, int]:
-    """Trials per state in one ``GROUP BY`` query. ``RDBStorage.get_n_trials`` loads every
-    trial of the study to count them, which made each claim O(trials) (benchmarks/bench_engine)."""
+def count_states(storage, study_id: int) -> tuple[dict[str, int], int]:
+    """Trials per state, and the study's target number of trials (from its spec).
+
+    On an RDB store both come from one connection: a ``GROUP BY`` and one attribute row.
+    ``RDBStorage.get_n_trials`` loads every trial of the study to count them, which made each
+    claim O(trials), and the spec read through Optuna is its own session
+    (benchmarks/bench_engine)."""
     engine = getattr(storage, "engine", None)
-    if engine is None:
-        return {s.name: storage.get_n_trials(study_id, state=s) for s in TrialState}
+    if engine is None:  # one pass over the trials, not one per state
+        counts: dict[str, int] = {}
+        for t in storage.get_all_trials(study_id, deepcopy=False):
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        return counts, int(storage.get_study_user_attrs(study_id)["automl:spec"]["trials"])
     from sqlalchemy import text
 
     with engine.connect() as con:
         rows = con.execute(text("SELECT state, COUNT(*) FROM trials WHERE study_id = :sid GROUP BY state"),
                            {"sid": study_id}).all()
-    return {str(getattr(state, "name", state)).split(".")[-1]: int(n) for state, n in rows}
+        spec = con.execute(text("SELECT value_json FROM study_user_attributes WHERE study_id = :sid "
+                                "AND key = 'automl:spec'"), {"sid": study_id}).scalar_one()
+    counts = {str(getattr(state, "name", state)).split(".")[-1]: int(n) for state, n in rows}
+    return counts, int(json.loads(spec)["trials"])
 
 
-def _heartbeat(storage, trial_id: int, stop: threading.Event, interval: float) -> None:
-    storage.record_heartbeat(trial_id)
-    while not stop.wait(interval):
-        storage.record_heartbeat(trial_id)
+def _beats(storage) -> bool:
+    """Whether the storage keeps heartbeats, as Optuna tells (RDB and journal storages with an
+    interval set; the default store has one)."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
 
 
-def run_trial(study: optuna.Study, storage, objective: Objective, trial: optuna.Trial) -> TrialState:
-    """Run the objective on a claimed trial and tell Optuna the outcome. A heartbeat thread
-    keeps the trial alive in the storage, so a worker that dies is detected by others."""
-    stop = threading.Event()
-    beat = threading.Thread(target=_heartbeat, args=(storage, trial._trial_id, stop, HEARTBEAT_S), daemon=True)
-    beat.start()
+class Heartbeat:
+    """A worker's heartbeat: one thread for the life of the process, beating every
+    ``interval`` seconds for whichever trial runs, and not at all between trials.
+
+    Optuna's ``optimize`` starts a heartbeat thread for every trial; starting one costs about
+    a millisecond on a busy two-core machine, which was measurable against a trivial
+    objective (benchmarks/bench_engine). A storage without heartbeats (in memory) gets none.
+    """
+
+    def __init__(self, storage, interval: float = HEARTBEAT_S) -> None:
+        self.storage, self.interval = storage, interval
+        self.enabled = _beats(storage)
+        self._cond = threading.Condition()
+        self._trial: int | None = None
+        self._generation = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def _set(self, trial_id: int | None) -> None:
+        with self._cond:
+            self._trial = trial_id
+            self._generation += 1
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._trial is not None or self._closed)
+                if self._closed:
+                    return
+                trial_id, generation = self._trial, self._generation
+            try:
+                self.storage.record_heartbeat(trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat; the next one tries again
+                pass
+            with self._cond:  # until the interval passes or the trial changes
+                self._cond.wait_for(lambda: self._generation != generation or self._closed, self.interval)
+
+    @contextmanager
+    def beating(self, trial_id: int):
+        """Beat for this trial while the block runs (the first beat at once)."""
+        if not self.enabled:
+            yield
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="automl-heartbeat", daemon=True)
+            self._thread.start()
+        self._set(trial_id)
+        try:
+            yield
+        finally:
+            self._set(None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def run_trial(study: optuna.Study, storage, objective: Objective, trial: optuna.Trial,
+              heartbeat: Heartbeat) -> TrialState:
+    """Run the objective on a claimed trial and tell Optuna the outcome. The heartbeat keeps
+    the trial alive in the storage, so a worker that dies is detected by others."""
+    with heartbeat.beating(trial._trial_id):
+        return _run_and_tell(study, objective, trial)
+
+
+def _run_and_tell(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> TrialState:
     try:
         value = objective(trial)
         frozen = study.tell(trial, value)
@@ -371,6 +475,4 @@ def run_trial(study: optuna.Study, storage, objective: Objective, trial: optuna.
         raise
     except Exception:  # noqa: BLE001 - the reason is in the trial's "error" attribute
         frozen = study.tell(trial, state=TrialState.FAIL)
-    finally:
-        stop.set()
     return frozen.state

@@ -102,7 +102,7 @@ def test_killed_long_trial_continues_from_its_checkpoint(studies, cli_proc):
     trials = _study(studies, "ckpt").get_trials()
     retry = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(retry) == 1 and retry[0].user_attrs["retry_of"] == 0
-    assert retry[0].user_attrs["resumed_from_epoch"] >= 1
+    assert retry[0].user_attrs["run"]["resumed_from_epoch"] >= 1
     assert not list((studies / "ckpt" / "trials").glob("*/checkpoint.pt"))
 
 
@@ -230,4 +230,17 @@ def test_out_of_memory_halves_the_batch_and_retries(cli, studies):
             "--study", "oom")
     assert r.code == 0, r.err
     trial = _study(studies, "oom").trials[0]
-    assert trial.state == TrialState.COMPLETE and trial.user_attrs["oom_batch_size"] == 16
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["run"]["oom_batch_size"] == 16
+
+
+def test_a_worker_killed_on_its_own_is_an_error_and_its_trial_reruns(cli, studies):
+    """The kernel's OOM killer takes a worker, not the search: the search says so and exits
+    1 instead of reporting a finished search; resume knows the trial to rerun."""
+    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--space", "die", "--trials", "2",
+            "--study", "died")
+    assert r.code == 1
+    assert "worker 0 was killed by SIGKILL" in r.err
+    [trial] = _study(studies, "died").trials
+    assert trial.state == TrialState.RUNNING
+    dry = cli("resume", "died", "--dry-run", "--plugin-path", TINY)
+    assert dry.code == 0 and "rerun trial 0 (its process died)" in dry.out

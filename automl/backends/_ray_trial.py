@@ -4,7 +4,7 @@ The searcher is Ray's ``OptunaSearch`` on the study's own storage and study name
 study for a trial, samples the whole config there (the driver's sampler sees every trial of
 the study, whichever backend ran it), and passes the Optuna trial id to Tune. The trainable
 opens that same trial in its process and runs the local backend's ``Objective`` on it, so the
-user attrs (config, device, error, epochs_run, ...), intermediate values and weights under
+user attrs (worker, config, run, error, ...), intermediate values and weights under
 ``STUDY/trials/N/`` are exactly those of a local trial. Each epoch is also reported to Tune,
 whose scheduler (ASHA, async HyperBand, median stopping) may stop the trial: the searcher then
 tells Optuna PRUNED. A trial that raises is recorded FAIL with its error and ends normally, so
@@ -28,7 +28,7 @@ from ray.tune.stopper import Stopper
 from ray.tune.search.optuna import OptunaSearch
 
 from automl._trainer import suggest_training
-from automl._worker import HOST, Objective, _reason, process_start_time, quiet_optuna, setup_process
+from automl._worker import Objective, _reason, owner_record, quiet_optuna, setup_process
 
 METRIC = "value"
 ID_KEY = "automl_trial_id"
@@ -62,7 +62,7 @@ class DefineByRun:
     def __init__(self, spaces: list[Any], info: Any) -> None:
         self.spaces = {s.name: s for s in spaces}
         self.info = info
-        self.owner = {"host": HOST, "pid": os.getpid(), "start": process_start_time(os.getpid())}
+        self.owner = owner_record()
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         sample_config(self.spaces, self.info, trial)
@@ -192,6 +192,7 @@ def trainable(config: dict[str, Any], job: dict[str, Any] | None = None) -> None
                                   sampler=optuna.samplers.RandomSampler(), pruner=optuna.pruners.NopPruner())
         trial = optuna.trial.Trial(study, trial_id)
         ctx = ray.get_runtime_context()
+        trial.set_user_attr("worker", owner_record(str(_device())))
         trial.set_user_attr("ray", {"node_id": ctx.get_node_id(), "address": ctx.gcs_address,
                                     "host": socket.gethostname(), "trial": tune.get_context().get_trial_id()})
     except Exception as exc:  # noqa: BLE001 - recorded as the trial's failure

@@ -30,8 +30,8 @@ def test_ray_search_then_resume_on_local_backend(cli, studies):
     assert len(rows) == 4 and all(r["state"] == "COMPLETE" and r["value"] is not None for r in rows)
     trials = _trials(studies, "r1")
     for t in trials:
-        assert t.user_attrs["backend"] == "ray" and t.user_attrs["device"] == "cpu"
-        assert t.user_attrs["epochs_run"] == 2 and t.user_attrs["config"]["space"] == "mlp"
+        assert t.user_attrs["backend"] == "ray" and t.user_attrs["worker"]["device"] == "cpu"
+        assert t.user_attrs["run"]["epochs_run"] == 2 and t.user_attrs["config"]["space"] == "mlp"
         assert len(t.intermediate_values) == 2
         assert (studies / "r1" / "trials" / str(t.number) / "model.pt").exists()
     assert (studies / "r1" / "best" / "model.pt").exists()

@@ -4,10 +4,11 @@ Dataset ``line``: y = 3*x0 - 2*x1 + noise (regression, learnable in a few epochs
 Dataset ``blobs``: two Gaussian blobs (binary classification).
 Spaces: ``linear`` (works), ``boom`` (raises in build), ``nan`` (produces NaN losses),
 ``slow`` (sleeps per batch, for kill and signal tests), ``oom`` (out of memory above a
-batch of 16).
+batch of 16), ``die`` (the training process kills itself, as the kernel's OOM killer would).
 """
 
 import os
+import signal
 import time
 
 import numpy as np
@@ -104,6 +105,10 @@ def build_oom(cfg, info):
     return OomAbove(build_linear(cfg, info), 16)
 
 
+def build_die(cfg, info):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 ALL = ("classification", "regression")
 
 
@@ -127,6 +132,7 @@ def register_spaces(register):
     register(SearchSpace("nan", ALL, define_linear, build_linear, train=train_nan))
     register(SearchSpace("slow", ALL, define_linear, build_slow, train=train_slow))
     register(SearchSpace("oom", ALL, define_linear, build_oom, train=train_small))
+    register(SearchSpace("die", ALL, define_linear, build_die, train=train_small))
 
 
 @hookimpl
