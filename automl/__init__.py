@@ -11,6 +11,7 @@ from automl import metrics
 from automl._errors import TrialFailed, UserError
 from automl._predict import predict_rows
 from automl._splits import three_way_split
+from automl._tables import read_table
 from automl._trainer import TargetScaler, build_model, fit, predict, suggest_training
 from automl._types import (
     TASKS,
@@ -65,6 +66,7 @@ __all__ = [
     "metrics",
     "predict",
     "predict_rows",
+    "read_table",
     "suggest_training",
     "three_way_split",
 ]

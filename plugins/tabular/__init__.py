@@ -41,7 +41,7 @@ def register_datasets(register) -> None:
                          predict=predict_table))
     register(Dataset(name="csv", task="classification", load=load_csv, options=CSV_OPTIONS, needs_path=True,
                      predict=predict_table,
-                     description="your CSV/TSV table: --data PATH --option target=COLUMN "
+                     description="your CSV, TSV or JSONL table: --data PATH --option target=COLUMN "
                                  "(task inferred, or --option task=regression)"))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn import datasets as skd
 
-from automl import DataBundle, Option, UserError
+from automl import DataBundle, Option, UserError, read_table
 
 from automl_plugins.tabular._prep import (
     TASK_CHOICES,
@@ -16,7 +16,7 @@ from automl_plugins.tabular._prep import (
     infer_task,
     split_columns,
 )
-from automl_plugins.tabular._read import is_missing, read_table
+from automl_plugins.tabular._read import is_missing
 
 CSV_OPTIONS = (
     Option("target", str, None, "the column to predict (required)"),
@@ -76,7 +76,7 @@ LOADERS = {"breast_cancer": load_breast_cancer, "wine": load_wine, "iris": load_
 
 
 def load_csv(path: Any, options: dict[str, Any], seed: int) -> DataBundle:
-    """A user's CSV/TSV table: ``--data PATH --option target=COLUMN [--option task=...]``.
+    """A user's CSV, TSV or JSON-lines table: ``--data PATH --option target=COLUMN [--option task=...]``.
 
     Every other column is a feature: numeric when all its present values are numbers,
     categorical otherwise. Rows whose target is missing are skipped and counted; missing

@@ -1,4 +1,4 @@
-"""``automl predict`` for tables: new rows from a CSV or TSV file.
+"""``automl predict`` for tables: new rows from a CSV, TSV or JSONL file.
 
 The file must have every feature column the model was trained on (by name, any order);
 other columns (the target, an ``id``) are ignored, except that an ``id`` column that is not a
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl import PredictContext, Predictions, UserError, predict_rows
+from automl import PredictContext, Predictions, UserError, predict_rows, read_table
 
 from automl_plugins.tabular._prep import TablePrep
-from automl_plugins.tabular._read import is_missing, read_table, to_float
+from automl_plugins.tabular._read import is_missing, to_float
 
 
 def predict_table(model: nn.Module, path: str, ctx: PredictContext) -> Predictions:
@@ -30,7 +30,7 @@ def predict_table(model: nn.Module, path: str, ctx: PredictContext) -> Predictio
     prep = TablePrep(**state)
     p = Path(path)
     if p.is_dir():
-        raise UserError(f"{p} is a folder; tabular prediction reads a CSV or TSV file")
+        raise UserError(f"{p} is a folder; tabular prediction reads a CSV, TSV or JSONL file")
     columns = read_table(p)
     missing = [c for c in prep.num_columns + prep.cat_columns if c not in columns]
     if missing:

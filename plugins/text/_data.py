@@ -5,16 +5,13 @@ A loaded bundle holds the raw texts (see :mod:`._tokens`); the tokenisation is p
 
 from __future__ import annotations
 
-import csv
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from automl import DataBundle, DataInfo, Metric, Option, Split, UserError, three_way_split
+from automl import DataBundle, DataInfo, Metric, Option, Split, UserError, read_table, three_way_split
 
 from automl_plugins.text._synth import LABELS, generate
 from automl_plugins.text._tokens import encode_texts, split_texts
@@ -55,37 +52,11 @@ def load_synthetic(path: Any, options: dict[str, Any], seed: int) -> DataBundle:
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """``(column names, rows)`` of a CSV, TSV or JSONL file."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not a UTF-8 text file") from None
-    if not text.strip():
-        raise UserError(f"{path}: the file is empty")
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        rows, names = [], {}
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}: line {n} is not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}: line {n} is not a JSON object")
-            names.update(dict.fromkeys(row))
-            rows.append(row)
-        return list(names), rows
-    delimiter = "\t" if suffix in (".tsv", ".tab") else ","
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    try:
-        reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
-        rows = list(reader)
-        names = [n for n in (reader.fieldnames or [])]
-    except csv.Error as exc:
-        raise UserError(f"{path}: not a valid {'TSV' if delimiter == chr(9) else 'CSV'} file ({exc})") from None
-    return names, rows
+    """``(column names, rows)`` of a CSV, TSV or JSONL file (comma-separated unless .tsv:
+    texts are full of the characters a delimiter sniffer would guess)."""
+    columns = read_table(path, sniff=False)
+    names = list(columns)
+    return names, [dict(zip(names, values)) for values in zip(*columns.values())]
 
 
 def _present(value: Any) -> bool:

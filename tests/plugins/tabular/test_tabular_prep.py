@@ -12,7 +12,7 @@ import torch
 from automl import UserError, three_way_split
 from automl_plugins.tabular._data import load_csv, load_sklearn
 from automl_plugins.tabular._prep import TablePrep, encode_labels, infer_task, split_columns
-from automl_plugins.tabular._read import read_table
+from automl import read_table
 
 
 def write_table(path, n=120, seed=0, *, target="y", regression=False, header_extra=()):

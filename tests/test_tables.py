@@ -1,0 +1,50 @@
+"""automl.read_table: the table reader every plugin shares (CSV, TSV, JSON lines)."""
+
+import pytest
+
+from automl import UserError, read_table
+
+
+def test_csv_delimiters_are_sniffed_and_blank_lines_skipped(tmp_path):
+    (tmp_path / "semi.csv").write_text("a;b\n1;x\n\n2;y\n", encoding="utf-8")
+    assert read_table(tmp_path / "semi.csv") == {"a": ["1", "2"], "b": ["x", "y"]}
+    (tmp_path / "t.tsv").write_text("a\tb\n1\tx, y; z\n", encoding="utf-8")
+    assert read_table(tmp_path / "t.tsv") == {"a": ["1"], "b": ["x, y; z"]}
+
+
+def test_free_text_is_read_with_a_comma_when_sniffing_is_off(tmp_path):
+    # A semicolon-heavy sentence would make the sniffer split on ';'.
+    (tmp_path / "r.csv").write_text('text,label\n"good; fine; ok; yes",1\n"bad; no; meh; never",0\n',
+                                    encoding="utf-8")
+    assert read_table(tmp_path / "r.csv", sniff=False) == {
+        "text": ["good; fine; ok; yes", "bad; no; meh; never"], "label": ["1", "0"]}
+
+
+def test_json_lines_keep_types_and_fill_missing_keys(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"a": 1, "b": "x"}\n\n{"a": 2.5, "c": null}\n', encoding="utf-8")
+    assert read_table(tmp_path / "d.jsonl") == {"a": [1, 2.5], "b": ["x", None], "c": [None, None]}
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.csv", "  \n", "the file is empty"),
+    ("head.csv", "a,b\n", "a header but no rows"),
+    ("dup.csv", "a,a\n1,2\n", "names column 'a' twice"),
+    ("blank.csv", "a,\n1,2\n", "empty column name"),
+    ("ragged.csv", "a,b,c\n1,2,3\n1,2\n", "line 3 has 2 fields, the header has 3"),
+    ("bad.jsonl", '{"a": 1}\n{"a": \n', "line 2 is not valid JSON"),
+    ("list.jsonl", "[1, 2]\n", "line 1 is not a JSON object"),
+])
+def test_bad_files_are_one_line_errors_naming_the_file(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UserError, match=message) as err:
+        read_table(path)
+    assert name in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unreadable_files(tmp_path):
+    (tmp_path / "latin.csv").write_bytes(b"a,b\n\xe9,1\n")
+    with pytest.raises(UserError, match="not a UTF-8 text file"):
+        read_table(tmp_path / "latin.csv")
+    with pytest.raises(UserError, match="cannot be read"):
+        read_table(tmp_path / "missing.csv")
