@@ -93,5 +93,10 @@ def assign_devices(workers: int, gpus: str | None = "auto", gpus_per_trial: floa
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
-    """Torch CPU threads per worker: the cores divided among the workers, at least one."""
+    """Torch CPU threads per worker: ``OMP_NUM_THREADS`` when it is set to a positive number
+    (PyTorch's usual knob; on a busy shared machine one thread each can be several times
+    faster than two), else the cores divided among the workers, at least one."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     return max(1, (cpu_cores() if cores is None else cores) // max(1, workers))

@@ -68,9 +68,15 @@ def test_bad_gpus_per_trial(value):
         assign_devices(1, "auto", value, available=1)
 
 
-def test_threads_divided_among_workers():
+def test_threads_divided_among_workers(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert threads_per_worker(1, cores=8) == 8
     assert threads_per_worker(2, cores=8) == 4
     assert threads_per_worker(3, cores=8) == 2
     assert threads_per_worker(16, cores=8) == 1
     assert threads_per_worker(2) >= 1
+    for value in ("", "0", "two"):  # unset, zero or not a number: ignored
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert threads_per_worker(2, cores=8) == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's choice wins
+    assert threads_per_worker(2, cores=8) == 1
