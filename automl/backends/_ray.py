@@ -304,7 +304,7 @@ def _reconcile(study: Any, started: float, interrupted: bool) -> None:
     since = datetime.datetime.fromtimestamp(started)
     storage = study._storage
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if t.user_attrs.get("backend") != "ray" or (t.datetime_start and t.datetime_start < since):
+        if (t.user_attrs.get("worker") or {}).get("backend") != "ray" or (t.datetime_start and t.datetime_start < since):
             continue
         try:
             if interrupted:

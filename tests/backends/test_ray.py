@@ -30,7 +30,7 @@ def test_ray_search_then_resume_on_local_backend(cli, studies):
     assert len(rows) == 4 and all(r["state"] == "COMPLETE" and r["value"] is not None for r in rows)
     trials = _trials(studies, "r1")
     for t in trials:
-        assert t.user_attrs["backend"] == "ray" and t.user_attrs["worker"]["device"] == "cpu"
+        assert t.user_attrs["worker"]["backend"] == "ray" and t.user_attrs["worker"]["device"] == "cpu"
         assert t.user_attrs["run"]["epochs_run"] == 2 and t.user_attrs["config"]["space"] == "mlp"
         assert len(t.intermediate_values) == 2
         assert (studies / "r1" / "trials" / str(t.number) / "model.pt").exists()
@@ -42,7 +42,7 @@ def test_ray_search_then_resume_on_local_backend(cli, studies):
     assert res.code == 0, res.err
     rows = cli("leaderboard", "r1", "--format", "json").json()
     assert len(rows) == 6 and sum(r["state"] == "COMPLETE" for r in rows) == 6
-    assert [t.user_attrs.get("backend") for t in _trials(studies, "r1")].count("ray") == 4
+    assert [t.user_attrs.get("worker", {}).get("backend") for t in _trials(studies, "r1")].count("ray") == 4
     summary = [s for s in cli("studies", "--format", "json").json() if s["name"] == "r1"]
     assert summary and summary[0]["finished"] == 6
 
@@ -75,7 +75,7 @@ def test_search_on_a_ray_start_cluster(cli, studies):
         trials = _trials(studies, "c1")
         assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 2
         # the trials ran in the cluster's workers, not in a Ray started by the search
-        assert {t.user_attrs["ray"]["address"].rsplit(":", 1)[1] for t in trials} == {str(port)}
+        assert {t.user_attrs["worker"]["ray"]["address"].rsplit(":", 1)[1] for t in trials} == {str(port)}
         assert not (studies / "c1" / "ray" / "logs").exists()
     finally:
         # stop exactly this cluster: its process group (`ray stop` would stop every Ray here)
