@@ -65,19 +65,29 @@ def _accuracy(r: dict[str, Any]) -> list[Row]:
 
 
 def _scaling(r: dict[str, Any]) -> list[Row]:
-    return [("scaling", f"--workers 2 vs 1 ({r['trials']} trials, {r['max_epochs']} epochs)", f"{r['speedup']}x",
-             f"{r['workers_1_s']} s vs {r['workers_2_s']} s on {r['cores']} cores (load {r['load_avg_1m']})", ">= 1.7",
-             _yes(r["speedup"] >= 1.7))]
+    rows = [("scaling", f"--workers 2 vs 1, 1 thread each ({r['trials']} cnn trials, {r['max_epochs']} epochs)",
+             f"{r['speedup']}x", f"{r['workers_1_s']} s vs {r['workers_2_s']} s on {r['cores']} cores "
+             f"(load {r['load_avg_1m']})", ">= 1.7", _yes(r["speedup"] >= 1.7))]
+    d = r.get("default_threads")
+    if d:
+        rows.append(("scaling", "--workers 2 vs 1, default threads (cores // workers)", f"{d['speedup']}x",
+                     f"{d['workers_1_s']} s vs {d['workers_2_s']} s", "", "-"))
+    return rows
 
 
 def _pruning(r: dict[str, Any]) -> list[Row]:
-    a, n = r["asha"], r["none"]
-    base = (f"to val acc {r['target_val_acc']}: none {n['epochs_to_target']} epochs / {n['trial_s_to_target']} s, "
-            f"asha {a['epochs_to_target']} epochs / {a['trial_s_to_target']} s ({a['pruned']} pruned) "
-            f"(load {r['load_avg_1m']})")
-    return [("pruning", "epochs to the same best, none / asha", f"{r['epochs_saving']}x", base, "> 1", _yes(r["epochs_saving"] > 1)),
+    runs = r["runs"]
+    per_seed = "; ".join(f"seed {x['seed']}: to {x['target_val_acc']} none {x['none']['epochs_to_target']} / "
+                         f"asha {x['asha']['epochs_to_target']} epochs ({x['asha']['pruned']} pruned)" for x in runs)
+    best = r["best_val_acc"]
+    n = len(runs)
+    return [("pruning", f"epochs to the same best, none / asha ({n} seeds)", f"{r['epochs_saving']}x",
+             f"{per_seed} (load {r['load_avg_1m']})", "> 1", _yes(r["epochs_saving"] > 1)),
             ("pruning", "trial-seconds to the same best, none / asha", f"{r['trial_s_saving']}x", "", "> 1",
-             _yes(r["trial_s_saving"] > 1))]
+             _yes(r["trial_s_saving"] > 1)),
+            ("pruning", f"epochs for the whole {r['trials']}-trial budget, none / asha", f"{r['budget_epochs_saving']}x",
+             f"trial-seconds {r['budget_trial_s_saving']}x; best val acc none {best['none']}, asha {best['asha']}",
+             "", "-")]
 
 
 def _storage(r: dict[str, Any]) -> list[Row]:

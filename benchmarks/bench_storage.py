@@ -81,7 +81,7 @@ def measure(kind: str, workers: int, trials_each: int) -> dict:
 
 
 def run(quick: bool = False) -> dict:
-    workers, each = (4, 25) if quick else (8, 150)
+    workers, each = (4, 25) if quick else (8, 75)
     rows = [measure(kind, workers, each) for kind in ("sqlite", "sqlite-wal", "journal")]
     return {"name": "storage under parallel workers", "rows": rows}
 

@@ -43,10 +43,13 @@ def test_report_table_formats_every_section():
     text = table({"sections": {"engine": {"error": "RuntimeError: boom"},
                                "ray": {"skipped": "ray cannot be imported"},
                                "scaling": {"trials": 10, "max_epochs": 2, "speedup": 1.8, "workers_1_s": 9.0,
-                                           "workers_2_s": 5.0, "cores": 2, "load_avg_1m": 1.0}}})
+                                           "workers_2_s": 5.0, "cores": 2, "load_avg_1m": 1.0,
+                                           "default_threads": {"speedup": 1.1, "workers_1_s": 6.0,
+                                                               "workers_2_s": 5.5}}}})
     assert "| engine | failed | - | RuntimeError: boom |" in text
     assert "| ray | skipped |" in text
-    assert "| scaling | --workers 2 vs 1 (10 trials, 2 epochs) | 1.8x |" in text and "| yes |" in text
+    assert "| scaling | --workers 2 vs 1, 1 thread each (10 cnn trials, 2 epochs) | 1.8x |" in text
+    assert "| yes |" in text and "| scaling | --workers 2 vs 1, default threads (cores // workers) | 1.1x |" in text
 
 
 def test_runner_rejects_unknown_section():
