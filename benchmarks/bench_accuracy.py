@@ -192,7 +192,7 @@ def run(quick: bool = False, budget: float | None = None) -> dict[str, Any]:
     from automl._worker import quiet_optuna
 
     quiet_optuna()
-    budget = budget or float(os.environ.get("AUTOML_BENCH_BUDGET_S", 45 if quick else 150))
+    budget = budget or float(os.environ.get("AUTOML_BENCH_BUDGET_S", 45 if quick else 120))
     torch.set_num_threads(1)
     rows = [run_automl(budget)]
     trials = max(2, rows[0]["trials"])

@@ -55,12 +55,12 @@ def _pair(trials: int, max_epochs: int, threads: str | None, tag: str) -> dict[s
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    """10 trials with one worker, then with two: first with one torch thread per worker (the
+    """14 trials with one worker, then with two: first with one torch thread per worker (the
     engine's own scaling: the figure with the goal), then with the default threads (what a
     user gets without setting anything: one worker already runs two threads)."""
     from automl.backends import cpu_cores
 
-    trials, max_epochs = 10, (2 if quick else 6)
+    trials, max_epochs = (10, 2) if quick else (14, 6)
     old = os.environ.get("AUTOML_STUDIES")
     os.environ["AUTOML_STUDIES"] = tempfile.mkdtemp(prefix="automl-bench-scaling-")
     try:
