@@ -96,13 +96,19 @@ class Registry:
     def working(self) -> list[LoadedPlugin]:
         return [p for p in self.plugins.values() if p.ok]
 
-    def get(self, name: str) -> LoadedPlugin:
+    def find(self, name: str) -> LoadedPlugin:
+        """The plugin called ``name``, broken or not; a ``UserError`` if there is none or the
+        allow-list blocks it."""
         plugin = self.plugins.get(name)
         if plugin is None:
             names = ", ".join(sorted(p.name for p in self.working())) or "none installed"
             raise UserError(f"unknown plugin {name!r}; plugins found: {names}")
         if plugin.blocked:
             raise UserError(f"plugin {name!r} is not in AUTOML_PLUGINS={os.environ.get('AUTOML_PLUGINS')}")
+        return plugin
+
+    def get(self, name: str) -> LoadedPlugin:
+        plugin = self.find(name)
         if plugin.error:
             raise UserError(f"plugin {name!r} is broken: {plugin.error}")
         return plugin
