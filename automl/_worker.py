@@ -33,7 +33,7 @@ from automl._data import load_data
 from automl._errors import TrialFailed
 from automl._plugins import Registry, load_registry
 from automl._spec import Resolved, StudySpec, check_task_fit, make_pruner, make_sampler, resolve
-from automl._store import HEARTBEAT_S, make_storage
+from automl._store import make_storage
 from automl._trainer import build_model, fit, suggest_training
 from automl._types import DataBundle, EpochEvent, Metric, SearchSpace, TrialEvent
 
@@ -307,7 +307,7 @@ def _take_trials(job: WorkerJob, slots: "Slots", study: optuna.Study, storage, o
             trial = slots.claim()
             if trial is None:
                 return
-            if run_trial(study, storage, objective, trial, heartbeat) not in FINISHED:
+            if run_trial(study, objective, trial, heartbeat) not in FINISHED:
                 with lock:
                     failures.value += 1
     finally:
@@ -387,25 +387,20 @@ def count_states(storage, study_id: int) -> tuple[dict[str, int], int]:
     return counts, int(json.loads(spec)["trials"])
 
 
-def _beats(storage) -> bool:
-    """Whether the storage keeps heartbeats, as Optuna tells (RDB and journal storages with an
-    interval set; the default store has one)."""
-    interval = getattr(storage, "get_heartbeat_interval", None)
-    return interval is not None and interval() is not None
-
-
 class Heartbeat:
     """A worker's heartbeat: one thread for the life of the process, beating every
     ``interval`` seconds for whichever trial runs, and not at all between trials.
 
     Optuna's ``optimize`` starts a heartbeat thread for every trial; starting one costs about
     a millisecond on a busy two-core machine, which was measurable against a trivial
-    objective (benchmarks/bench_engine). A storage without heartbeats (in memory) gets none.
+    objective (benchmarks/bench_engine). It beats at the storage's own interval; a storage
+    without heartbeats (in memory) gets none.
     """
 
-    def __init__(self, storage, interval: float = HEARTBEAT_S) -> None:
-        self.storage, self.interval = storage, interval
-        self.enabled = _beats(storage)
+    def __init__(self, storage) -> None:
+        interval = getattr(storage, "get_heartbeat_interval", None)  # Optuna's heartbeat storages
+        self.storage, self.interval = storage, interval() if interval else None
+        self.enabled = self.interval is not None
         self._cond = threading.Condition()
         self._trial: int | None = None
         self._generation = 0
@@ -455,8 +450,7 @@ class Heartbeat:
             self._thread.join(timeout=5)
 
 
-def run_trial(study: optuna.Study, storage, objective: Objective, trial: optuna.Trial,
-              heartbeat: Heartbeat) -> TrialState:
+def run_trial(study: optuna.Study, objective: Objective, trial: optuna.Trial, heartbeat: Heartbeat) -> TrialState:
     """Run the objective on a claimed trial and tell Optuna the outcome. The heartbeat keeps
     the trial alive in the storage, so a worker that dies is detected by others."""
     with heartbeat.beating(trial._trial_id):

@@ -90,7 +90,7 @@ def run_automl(kind: str, trials: int, folder: Path, name: str, objective: Calla
     slots, heartbeat = Slots(study, storage, folder / f"{name}.lock"), Heartbeat(storage)
     stamps = [time.perf_counter()]
     while (trial := slots.claim()) is not None:
-        run_trial(study, storage, objective, trial, heartbeat)
+        run_trial(study, objective, trial, heartbeat)
         stamps.append(time.perf_counter())
     heartbeat.close()
     if len(stamps) - 1 != trials:
@@ -149,7 +149,7 @@ def _lockstep(trials: int, folder: Path) -> tuple[list[float], list[float]]:
         t0 = time.perf_counter()
         raw_study.optimize(_objective, n_trials=1)
         t1 = time.perf_counter()
-        run_trial(study, storage, _objective, slots.claim(), heartbeat)
+        run_trial(study, _objective, slots.claim(), heartbeat)
         auto.append(time.perf_counter() - t1)
         raw.append(t1 - t0)
     return raw, auto
