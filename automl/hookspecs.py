@@ -20,14 +20,15 @@ that checks a plugin is :mod:`automl.testing` (``automl plugins check NAME``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import typer
 
-    from automl._types import (
+    from automl.types import (
         Baseline,
         Dataset,
         EpochEvent,
@@ -44,7 +45,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def plugin_info() -> "PluginInfo":
+def plugin_info() -> PluginInfo:
     """Describe the plugin and name its defaults.
 
     Return a :class:`automl.PluginInfo` whose ``default_dataset``, ``default_space`` and
@@ -61,7 +62,7 @@ def plugin_info() -> "PluginInfo":
 
 
 @hookspec
-def register_datasets(register: "Callable[[Dataset], None]") -> None:
+def register_datasets(register: Callable[[Dataset], None]) -> None:
     """Contribute datasets: call ``register(Dataset(...))`` once for each.
 
     A :class:`automl.Dataset` has a ``name``, a ``task`` (``classification``, ``regression``
@@ -77,12 +78,12 @@ def register_datasets(register: "Callable[[Dataset], None]") -> None:
 
 
 @hookspec
-def register_spaces(register: "Callable[[SearchSpace], None]") -> None:
+def register_spaces(register: Callable[[SearchSpace], None]) -> None:
     """Contribute search spaces (model families): call ``register(SearchSpace(...))``.
 
     A :class:`automl.SearchSpace` suggests the model's hyperparameters with ``define(trial,
     info)``, builds an ``nn.Module`` with ``build(config, info)``, and suggests the training
-    hyperparameters with ``train(trial, info)`` (default :func:`automl.suggest_training`).
+    hyperparameters with ``train(trial, info)`` (default :func:`automl.training.suggest_training`).
 
     Example::
 
@@ -94,7 +95,7 @@ def register_spaces(register: "Callable[[SearchSpace], None]") -> None:
 
 
 @hookspec
-def register_metrics(register: "Callable[[Metric], None]") -> None:
+def register_metrics(register: Callable[[Metric], None]) -> None:
     """Contribute metrics: call ``register(Metric(...))`` once for each.
 
     A :class:`automl.Metric` has a ``direction`` (``maximize`` or ``minimize``), the tasks it
@@ -110,7 +111,7 @@ def register_metrics(register: "Callable[[Metric], None]") -> None:
 
 
 @hookspec
-def register_baselines(register: "Callable[[Baseline], None]") -> None:
+def register_baselines(register: Callable[[Baseline], None]) -> None:
     """Contribute baselines: reference models shown as a row of the leaderboard.
 
     A :class:`automl.Baseline` has ``fit(data, metric) -> {"val": float, "test": float}``.
@@ -126,7 +127,7 @@ def register_baselines(register: "Callable[[Baseline], None]") -> None:
 
 
 @hookspec
-def on_trial_start(event: "TrialEvent") -> None:
+def on_trial_start(event: TrialEvent) -> None:
     """Called in the worker process when a trial starts, after its parameters are sampled.
 
     Example::
@@ -138,7 +139,7 @@ def on_trial_start(event: "TrialEvent") -> None:
 
 
 @hookspec
-def on_epoch_end(event: "EpochEvent") -> None:
+def on_epoch_end(event: EpochEvent) -> None:
     """Called in the worker process after each validated epoch of a trial, with the train
     loss and the validation metric. Loggers (CSV, TensorBoard) write learning curves here.
 
@@ -151,7 +152,7 @@ def on_epoch_end(event: "EpochEvent") -> None:
 
 
 @hookspec
-def on_trial_end(event: "TrialEvent") -> None:
+def on_trial_end(event: TrialEvent) -> None:
     """Called in the worker process when a trial ends: ``state`` is ``COMPLETE``,
     ``PRUNED`` or ``FAIL`` (with ``error``).
 
@@ -164,7 +165,7 @@ def on_trial_end(event: "TrialEvent") -> None:
 
 
 @hookspec
-def on_study_end(event: "StudyEvent") -> None:
+def on_study_end(event: StudyEvent) -> None:
     """Called in the main process when a search or resume finishes or is interrupted.
 
     Example::
@@ -176,7 +177,7 @@ def on_study_end(event: "StudyEvent") -> None:
 
 
 @hookspec
-def register_commands(app: "typer.Typer") -> None:
+def register_commands(app: typer.Typer) -> None:
     """Add CLI subcommands: decorate functions with ``@app.command()``.
 
     A plugin whose command registration fails gives a warning, never a broken CLI.

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from automl._types import DataInfo, Metric
+from automl.types import DataInfo, Metric
 
 
 def _skm():

@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(table(json.loads(args.show.read_text())))
         return 0
-    from automl._worker import quiet_optuna
-
+    from automl.study.store import quiet_optuna
     from benchmarks._common import machine
     from benchmarks._report import table
 

@@ -8,8 +8,9 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 
 def load_avg() -> float:
@@ -79,3 +80,11 @@ def first_reach(curve: list[tuple[float, float]], threshold: float) -> float | N
         if v >= threshold - 1e-12:
             return round(t, 2)
     return None
+
+
+def plan(study: str | None = None, **fields: Any) -> Any:
+    """A search session planned as ``automl search`` plans one: ``fields`` are StudySpec fields."""
+    from automl.search.session import plan_search
+    from automl.study.spec import StudySpec
+
+    return plan_search(StudySpec(**fields), study)

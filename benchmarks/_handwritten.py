@@ -9,7 +9,8 @@ learning rate, batch size, epochs).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ from torch import nn
 
 def digits_tensors(seed: int = 0) -> dict[str, torch.Tensor]:
     """The vision plugin's digits split (same seed, same rows), as standardised float tensors."""
-    from automl._plugins import load_registry
+    from automl.plugins import load_registry
 
     bundle = load_registry([]).get("vision").datasets["digits"].load(None, {}, seed)
     mean, std = bundle.info.extra["mean"][0], bundle.info.extra["std"][0]

@@ -60,16 +60,16 @@ def _summary(name: str, points: list[tuple[float, float, float]], wall: float, t
 def run_automl(budget: float, workers: int = 2) -> dict[str, Any]:
     from optuna.trial import TrialState
 
-    from automl import _engine
-    from automl._trainer import build_model, evaluate, score
-    from automl._store import TEST_KEY
+    from automl.search import session as search_session
+    from automl.training import build_model, evaluate, score
+    from benchmarks._common import plan
 
     with studies_dir("automl-bench-acc-"):
         start = time.time()
-        session = _engine.plan_search(_engine.SearchRequest(plugin="vision", trials=500, timeout=budget,
-                                                            workers=workers, study="tta", seed=0))
-        _engine.create_study(session)
-        outcome = _engine.run(session)
+        session = plan(plugin="vision", trials=500, timeout=budget,
+                                                            workers=workers, study="tta", seed=0)
+        search_session.create_study(session)
+        outcome = search_session.run(session)
         wall = time.time() - start
         study = session.ref.load()
         points = []
@@ -82,7 +82,7 @@ def run_automl(budget: float, workers: int = 2) -> dict[str, Any]:
                                              weights_only=True))
             test = score(session.metric, *evaluate(model.to(device), session.bundle, "test", device))
             points.append((t.datetime_complete.timestamp() - start, t.value, test))
-        best = _engine.finalize(session, study)
+        best = search_session.finalize(session, study)
         stored = best["test_value"] if best else None
         finished = outcome.snapshot.finished
     out = _summary("automl", points, wall, finished, finalize_test_acc=stored, stop=outcome.reason)
@@ -163,7 +163,7 @@ def run_ray(data: dict[str, torch.Tensor], trials: int, budget: float) -> dict[s
     for mod in ("benchmarks._handwritten", __name__):
         cloudpickle.register_pickle_by_value(sys.modules[mod])
     try:
-        from automl.backends._ray import _quiet_ray
+        from automl.backends.ray import _quiet_ray
 
         _quiet_ray()
     except Exception:  # noqa: BLE001 - only log noise
@@ -189,7 +189,7 @@ def run_ray(data: dict[str, torch.Tensor], trials: int, budget: float) -> dict[s
 
 def run(quick: bool = False, budget: float | None = None) -> dict[str, Any]:
     """All four contenders, one after the other, with the same time budget."""
-    from automl._worker import quiet_optuna
+    from automl.study.store import quiet_optuna
 
     quiet_optuna()
     budget = budget or float(os.environ.get("AUTOML_BENCH_BUDGET_S", 45 if quick else 120))

@@ -2,7 +2,7 @@
 
 Both sides run the same trivial objective (two parameters, a quadratic: the sampler and the
 storage are all the work there is) with the same sampler (automl's default TPE, built by
-``automl._spec.make_sampler("tpe", 0)``) and the same trial count, on the same kind of storage:
+``automl.search.objective.make_sampler("tpe", 0)``) and the same trial count, on the same kind of storage:
 
 - ``sqlite``: the default store, ``automl._store.make_storage`` (SQLite in WAL mode, busy
   timeout, heartbeats every 5 s with the stale-trial re-queue callback). Raw Optuna gets a
@@ -12,7 +12,7 @@ storage are all the work there is) with the same sampler (automl's default TPE, 
   outlive its process, so it has no heartbeat and automl's loop starts no heartbeat thread
   for it, and ``Slots`` takes a thread lock instead of the file lock.
 
-automl's side is exactly a local worker's loop (``automl._worker``): ``Slots.claim`` (file
+automl's side is exactly a local worker's loop (``automl.backends.local``): ``Slots.claim`` (file
 lock, stale-trial check, counts against the study's target read from its spec) then
 ``run_trial`` (the worker's heartbeat thread, objective, ``tell``). Worker start-up (a process, plugins and
 data loaded once) is not per trial and is not counted here; the scaling section includes it.
@@ -34,11 +34,13 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 
+from automl.study.store import SPEC_KEY
 from benchmarks._common import load_avg, ratio
 
 
@@ -51,14 +53,14 @@ def _objective(trial: optuna.Trial) -> float:
 def _spec(trials: int) -> dict[str, Any]:
     """A real study spec (the vision plugin's default search) with ``trials`` as its target, so
     that automl reads a spec of realistic size for every claim."""
-    from automl._spec import StudySpec
+    from automl.study.spec import StudySpec
 
     return StudySpec(plugin="vision", dataset="digits", spaces=["cnn"], metric="accuracy", trials=trials,
                      data_fingerprint="0" * 16, space_hash="0" * 16, plugin_version="0.1.0").to_json()
 
 
 def _storage(kind: str, folder: Path, name: str):
-    from automl._store import make_storage
+    from automl.study.store import make_storage
 
     if kind == "memory":
         return optuna.storages.InMemoryStorage()
@@ -66,7 +68,7 @@ def _storage(kind: str, folder: Path, name: str):
 
 
 def _sampler() -> optuna.samplers.BaseSampler:
-    from automl._spec import make_sampler
+    from automl.search.objective import make_sampler
 
     return make_sampler("tpe", 0)
 
@@ -82,11 +84,12 @@ def run_raw(kind: str, trials: int, folder: Path, name: str, objective: Callable
 
 def run_automl(kind: str, trials: int, folder: Path, name: str, objective: Callable = _objective) -> list[float]:
     """automl's worker loop (``Slots.claim`` + ``run_trial``); the wall time of every trial."""
-    from automl._worker import Heartbeat, Slots, run_trial
+    from automl.backends.local import run_trial
+    from automl.study.recovery import Heartbeat, Slots
 
     storage = _storage(kind, folder, name)
     study = optuna.create_study(study_name=name, storage=storage, sampler=_sampler(), direction="minimize")
-    study.set_user_attr("automl:spec", _spec(trials))
+    study.set_user_attr(SPEC_KEY, _spec(trials))
     slots, heartbeat = Slots(study, storage, folder / f"{name}.lock"), Heartbeat(storage)
     stamps = [time.perf_counter()]
     while (trial := slots.claim()) is not None:
@@ -136,13 +139,14 @@ def _overhead(kind: str, trials: int, repeats: int, folder: Path) -> dict[str, A
 def _lockstep(trials: int, folder: Path) -> tuple[list[float], list[float]]:
     """Both in-memory studies side by side, one raw trial (``optimize(n_trials=1)``) then one
     automl trial, so that trial k of both sides meets the same machine load."""
-    from automl._worker import Heartbeat, Slots, run_trial
+    from automl.backends.local import run_trial
+    from automl.study.recovery import Heartbeat, Slots
 
     raw_study = optuna.create_study(study_name="lock-raw", storage=optuna.storages.InMemoryStorage(), sampler=_sampler(),
                                     direction="minimize")
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name="lock-automl", storage=storage, sampler=_sampler(), direction="minimize")
-    study.set_user_attr("automl:spec", _spec(trials))
+    study.set_user_attr(SPEC_KEY, _spec(trials))
     slots, heartbeat = Slots(study, storage, folder / "lock.lock"), Heartbeat(storage)
     raw, auto = [], []
     for _ in range(trials):
@@ -181,12 +185,12 @@ def _objective_row(trials: int, repeats: int, folder: Path) -> dict[str, Any]:
     build and one-epoch ``fit`` of the vision ``mlp`` on 64 digits rows."""
     import torch
 
-    from automl import _engine
-    from automl._trainer import build_model, fit
-    from automl._types import DataBundle, Split
-    from automl._worker import Objective
+    from automl.search.objective import Objective
+    from automl.training import build_model, fit
+    from automl.types import DataBundle, Split
+    from benchmarks._common import plan
 
-    session = _engine.plan_search(_engine.SearchRequest(plugin="vision", spaces=["mlp"], max_epochs=1))
+    session = plan(plugin="vision", spaces=["mlp"], max_epochs=1)
     b = session.bundle
 
     def cut(s: Split) -> Split:
@@ -221,7 +225,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     """Overhead on SQLite and in memory, the full-objective row, and per-trial growth."""
     import torch
 
-    from automl._worker import quiet_optuna
+    from automl.study.store import quiet_optuna
 
     quiet_optuna()
     torch.set_num_threads(1)  # one thread, as each of two workers gets on two cores

@@ -26,15 +26,16 @@ from benchmarks._common import load_avg, ratio, studies_dir
 def _search(pruner: str, trials: int, max_epochs: int, seed: int) -> dict[str, Any]:
     from optuna.trial import TrialState
 
-    from automl import _engine
+    from automl.search import session as search_session
+    from benchmarks._common import plan
 
-    req = _engine.SearchRequest(plugin="vision", spaces=["mlp"], sampler="random", pruner=pruner, seed=seed,
+    req = dict(plugin="vision", spaces=["mlp"], sampler="random", pruner=pruner, seed=seed,
                                 trials=trials, workers=1, study=f"prune-{pruner}-{seed}", max_epochs=max_epochs,
                                 gpus="none")
-    session = _engine.plan_search(req)
-    _engine.create_study(session)
+    session = plan(**req)
+    search_session.create_study(session)
     start = time.perf_counter()
-    _engine.run(session)
+    search_session.run(session)
     wall = time.perf_counter() - start
     rows = []
     for t in session.ref.load().get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):

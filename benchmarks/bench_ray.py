@@ -30,19 +30,20 @@ def _raw_trainable(config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from automl._trainer import build_model, fit, suggest_training
-    from automl._worker import setup_process
+    from automl.backends.base import Job
+    from automl.search.objective import make_runner
+    from automl.training import build_model, fit
 
     if "setup" not in _RAW_CACHE:
-        _RAW_CACHE["setup"] = setup_process(config["spec"], [])
-    registry, spec, resolved, bundle, metric = _RAW_CACHE["setup"]
+        _RAW_CACHE["setup"] = make_runner(Job("raw", "/tmp", "", config["spec"], make_runner))
+    runner = _RAW_CACHE["setup"]
+    bundle, metric = runner.bundle, runner.metric
     torch.set_num_threads(1)
     fixed = optuna.trial.FixedTrial({k: v for k, v in config.items() if k != "spec"})
-    spaces = {s.name: s for s in resolved.spaces}
-    space = next(iter(spaces.values()))
-    train = (space.train or suggest_training)(fixed, bundle.info)
-    train["epochs"] = 1
-    model = build_model(space, space.define(fixed, bundle.info), bundle.info)
+    cfg = runner.sample(fixed)
+    space = runner.spaces[cfg["space"]]
+    train = dict(cfg["train"], epochs=1)
+    model = build_model(space, cfg["model"], bundle.info)
 
     def report(epoch: int, value: float, loss: float) -> None:
         tune.report({"value": float(value), "epoch": epoch})
@@ -54,22 +55,20 @@ def _raw_trainable(config: dict[str, Any]) -> None:
 class _RawDefine:
     """The raw side's define-by-run space (a class: Tune pickles its searcher's state)."""
 
-    def __init__(self, spaces: list[Any], info: Any, spec_json: dict[str, Any]) -> None:
-        self.spaces, self.info, self.spec_json = {s.name: s for s in spaces}, info, spec_json
+    def __init__(self, runner: Any, spec_json: dict[str, Any]) -> None:
+        self.runner, self.spec_json = runner, spec_json
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        from automl.backends._ray_trial import sample_config
-
-        sample_config(self.spaces, self.info, trial)
+        self.runner.sample(trial)
         return {"spec": self.spec_json}
 
 
-def _raw(trials: int, workers: int, spec_json: dict[str, Any], resolved: Any, info: Any, folder: Path) -> float:
+def _raw(trials: int, workers: int, spec_json: dict[str, Any], runner: Any, folder: Path) -> float:
     import optuna
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    search = OptunaSearch(space=_RawDefine(resolved.spaces, info, spec_json), metric="value", mode="max", sampler=optuna.samplers.RandomSampler(seed=0))
+    search = OptunaSearch(space=_RawDefine(runner, spec_json), metric="value", mode="max", sampler=optuna.samplers.RandomSampler(seed=0))
     tuner = tune.Tuner(
         tune.with_resources(_raw_trainable, {"cpu": 1}),
         tune_config=tune.TuneConfig(search_alg=search, num_samples=trials, max_concurrent_trials=workers,
@@ -81,15 +80,16 @@ def _raw(trials: int, workers: int, spec_json: dict[str, Any], resolved: Any, in
 
 
 def _automl(trials: int, workers: int, name: str) -> tuple[float, int]:
-    from automl import _engine
+    from automl.search import session as search_session
+    from benchmarks._common import plan
 
-    req = _engine.SearchRequest(plugin="vision", spaces=["mlp"], sampler="random", pruner="none", seed=0,
+    req = dict(plugin="vision", spaces=["mlp"], sampler="random", pruner="none", seed=0,
                                 trials=trials, workers=workers, study=name, max_epochs=1, backend="ray",
                                 cpus_per_trial=1)
-    session = _engine.plan_search(req)
-    _engine.create_study(session)
+    session = plan(**req)
+    search_session.create_study(session)
     start = time.perf_counter()
-    outcome = _engine.run(session)
+    outcome = search_session.run(session)
     return time.perf_counter() - start, outcome.snapshot.finished
 
 
@@ -98,9 +98,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     import ray
     from ray import cloudpickle
 
-    from automl import _engine
-    from automl._worker import quiet_optuna
-    from automl.backends._ray import _quiet_ray
+    from automl.backends.ray import _quiet_ray
+    from automl.study.store import quiet_optuna
+    from benchmarks._common import plan
 
     if __name__ != "__main__":
         cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -113,12 +113,16 @@ def run(quick: bool = False) -> dict[str, Any]:
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
              _temp_dir=tempfile.mkdtemp(prefix="abr-", dir="/tmp"))
     try:
-        probe = _engine.plan_search(_engine.SearchRequest(plugin="vision", spaces=["mlp"], max_epochs=1,
-                                                          sampler="random", seed=0))
-        spec_json, resolved, info = probe.spec.to_json(), probe.resolved, probe.bundle.info
-        _raw(workers, workers, spec_json, resolved, info, folder)  # warm-up: start the workers
+        probe = plan(plugin="vision", spaces=["mlp"], max_epochs=1,
+                     sampler="random", seed=0)
+        from automl.backends.base import Job
+        from automl.search.objective import make_runner
+
+        spec_json = probe.spec.to_json()
+        runner = make_runner(Job("probe", str(folder), "", spec_json, make_runner))
+        _raw(workers, workers, spec_json, runner, folder)  # warm-up: start the workers
         _automl(workers, workers, "warmup")
-        raw_s = _raw(trials, workers, spec_json, resolved, info, folder)
+        raw_s = _raw(trials, workers, spec_json, runner, folder)
         automl_s, finished = _automl(trials, workers, "bench")
     finally:
         ray.shutdown()

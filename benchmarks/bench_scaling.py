@@ -27,14 +27,15 @@ from typing import Any
 
 
 def _search(workers: int, trials: int, max_epochs: int, name: str) -> tuple[float, int]:
-    from automl import _engine
+    from automl.search import session as search_session
+    from benchmarks._common import plan
 
-    req = _engine.SearchRequest(plugin="vision", spaces=["cnn"], sampler="random", pruner="none", seed=0,
+    req = dict(plugin="vision", spaces=["cnn"], sampler="random", pruner="none", seed=0,
                                 trials=trials, workers=workers, study=name, max_epochs=max_epochs, gpus="none")
-    session = _engine.plan_search(req)
-    _engine.create_study(session)
+    session = plan(**req)
+    search_session.create_study(session)
     start = time.perf_counter()
-    outcome = _engine.run(session)
+    outcome = search_session.run(session)
     return time.perf_counter() - start, outcome.snapshot.finished
 
 
@@ -58,7 +59,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     """14 trials with one worker, then with two: first with one torch thread per worker (the
     engine's own scaling: the figure with the goal), then with the default threads (what a
     user gets without setting anything: one worker already runs two threads)."""
-    from automl.backends import cpu_cores
+    from automl.backends.devices import cpu_cores
 
     trials, max_epochs = (10, 2) if quick else (14, 6)
     old = os.environ.get("AUTOML_STUDIES")

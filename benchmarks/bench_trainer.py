@@ -25,7 +25,8 @@ table (standardised numeric features) is used and the result says so.
 from __future__ import annotations
 
 import statistics
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -102,7 +103,7 @@ def dataloader_loop(model: nn.Module, train_x: Any, train_y: torch.Tensor, val_x
 
 def _case(name: str, plugin: Any, dataset: str, space_name: str, model_cfg: dict[str, Any], epochs: int,
           repeats: int, note: str | None = None) -> dict[str, Any]:
-    from automl import build_model, fit
+    from automl.training import build_model, fit
 
     bundle = plugin.datasets[dataset].load(None, {}, 0)
     space = plugin.spaces[space_name]
@@ -153,7 +154,8 @@ def _fallback_tabular(epochs: int, repeats: int) -> dict[str, Any]:
     import numpy as np
     from sklearn.datasets import load_breast_cancer
 
-    from automl import DataBundle, DataInfo, Dataset, SearchSpace, Split, metrics, three_way_split
+    from automl import DataBundle, DataInfo, Dataset, SearchSpace, Split, metrics
+    from automl.data import three_way_split
 
     x, y = load_breast_cancer(return_X_y=True)
     tr, va, te = three_way_split(len(y), 0, stratify=y)
@@ -180,7 +182,7 @@ def _fallback_tabular(epochs: int, repeats: int) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """Both cases; samples/s of each contender and automl's ratios."""
-    from automl._plugins import load_registry
+    from automl.plugins import load_registry
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     except ImportError:
         print("error: this needs pyinstrument: pip install pyinstrument", file=sys.stderr)
         return 2
-    from automl._worker import quiet_optuna
+    from automl.study.store import quiet_optuna
     from benchmarks import bench_engine as be
 
     kind = argv[0] if argv else "sqlite"

@@ -16,24 +16,24 @@ def make_study(name: str, plugin: str, trials: int = 2, **kw: Any) -> str:
     """Search ``trials`` trials of ``plugin`` into study ``name`` (in $AUTOML_STUDIES); returns the name."""
     import optuna
 
-    from automl import _engine
-    from automl._spec import make_pruner, make_sampler
-    from automl._worker import Objective, quiet_optuna
+    from automl.search import session as search_session
+    from automl.search.objective import Objective
+    from automl.study.spec import StudySpec
+    from automl.study.store import quiet_optuna
 
     kw.setdefault("max_epochs", 2)
-    req = _engine.SearchRequest(plugin=plugin, study=name, trials=trials, **kw)
-    session = _engine.plan_search(req)
-    _engine.create_study(session)
+    session = search_session.plan_search(StudySpec(plugin=plugin, trials=trials, **kw), name)
+    search_session.create_study(session)
     quiet_optuna()
     spec = session.spec
-    study = optuna.load_study(study_name=name, storage=session.ref.url,
-                              sampler=make_sampler(spec.sampler, spec.seed), pruner=make_pruner(spec.pruner))
     objective = Objective(registry=session.registry, spec=spec, spaces=session.resolved.spaces,
                           metric=session.metric, bundle=session.bundle, study_name=name,
                           study_dir=session.ref.dir, device=torch.device("cpu"))
+    study = optuna.load_study(study_name=name, storage=session.ref.url,
+                              sampler=objective.sampler(), pruner=objective.pruner())
     torch.set_num_threads(2)
     study.optimize(objective, n_trials=trials, catch=())
-    _engine.finalize(session)
+    search_session.finalize(session)
     return name
 
 

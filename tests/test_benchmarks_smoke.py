@@ -36,8 +36,8 @@ def test_runner_quick_trainer(tmp_path, capsys):
 
 
 def test_report_table_formats_every_section():
-    from benchmarks._report import FORMATTERS, table
     from benchmarks.__main__ import SECTIONS
+    from benchmarks._report import FORMATTERS, table
 
     assert set(FORMATTERS) == set(SECTIONS)
     text = table({"sections": {"engine": {"error": "RuntimeError: boom"},

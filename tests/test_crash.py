@@ -120,7 +120,7 @@ def test_signals_during_store_reads_are_recorded_not_lost(tmp_path):
     """Ctrl-C and SIGTERM land wherever the main thread is, often inside SQLAlchemy. The search
     loop records them (a CI run once saw a raised exception come out wrapped in Optuna's
     StorageInternalError); every one fired during heavy store reads must be seen."""
-    from automl._engine import StopSignals
+    from automl.backends.base import StopSignals
 
     study = optuna.create_study(storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}"))
     study.optimize(lambda t: t.suggest_float("x", 0, 100), n_trials=30)
@@ -224,8 +224,14 @@ def test_changed_space_refused_without_force_and_missing_plugin(cli, studies, tm
     plugin = tmp_path / "tinyplug.py"
     plugin.write_text(Path(TINY).read_text())
     assert cli("search", "--plugin-path", plugin, "--plugin", "tinyplug", "--trials", "1", "--study", "ch").code == 0
-    missing = cli("resume", "ch", "--trials", "1")
-    assert missing.code == 2 and "needs plugin 'tinyplug'" in missing.err and "pip install" in missing.err
+    moved = tmp_path / "moved.py"
+    plugin.rename(moved)
+    missing = cli("resume", "ch", "--trials", "1")  # the stored --plugin-path is gone
+    assert missing.code == 2 and str(plugin) in missing.err and "--plugin-path" in missing.err
+    assert len(missing.err.strip().splitlines()) == 1
+    not_installed = cli("resume", "ch", "--trials", "1", "--plugin-path", "automl_no_such_module")
+    assert not_installed.code == 2, not_installed.err
+    moved.rename(plugin)
     plugin.write_text(plugin.read_text().replace('trial.suggest_int("hidden", 4, 16)', 'trial.suggest_int("hidden", 4, 32)'))
     refused = cli("resume", "ch", "--trials", "1", "--plugin-path", plugin)
     assert refused.code == 2 and "--force" in refused.err

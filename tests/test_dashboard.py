@@ -11,7 +11,6 @@ import time
 import urllib.request
 
 import pytest
-
 from _results_helper import make_study
 
 

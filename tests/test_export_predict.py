@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _results_helper import image_folder, make_study
 
 
@@ -20,9 +19,9 @@ def _best_model(name: str):
     """The best model rebuilt by hand from the study folder (state_dict + config.json)."""
     import os
 
-    from automl import build_model
-    from automl._export import _info
-    from automl._plugins import load_registry
+    from automl.output.export import _info
+    from automl.plugins import load_registry
+    from automl.training import build_model
 
     best = Path(os.environ["AUTOML_STUDIES"]) / name / "best"
     record = json.loads((best / "config.json").read_text())
@@ -44,7 +43,7 @@ def _probs(rows, names):
 def test_tabular_round_trip_and_standalone_torchscript(studies, cli, tmp_path):
     from sklearn.datasets import load_iris
 
-    from automl import three_way_split
+    from automl.data import three_way_split
 
     make_study("tab", "tabular", trials=2, dataset="iris")
     out = tmp_path / "export"
@@ -76,7 +75,7 @@ def test_tabular_round_trip_and_standalone_torchscript(studies, cli, tmp_path):
 
     # the best model in memory on the study's own (preprocessed) test split
     model, info = _best_model("tab")
-    from automl._export import load_artifact, prepared_data
+    from automl.output.export import load_artifact, prepared_data
 
     art = load_artifact("tab")
     test = prepared_data(art.spec, art.dataset, art.space, art.config).test
@@ -128,8 +127,7 @@ def test_text_round_trip_and_kept_weights(studies, cli, tmp_path):
     out = tmp_path / "export"
     assert cli("export", "txt", "--out", out).code == 0
     model, info = _best_model("txt")
-    from automl._export import load_artifact, prepared_data, raw_data
-
+    from automl.output.export import load_artifact, prepared_data, raw_data
     from automl_plugins.text._tokens import decode_texts
 
     art = load_artifact("txt")

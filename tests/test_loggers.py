@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from automl import EpochEvent
-from automl._plugins import load_registry
+from automl.plugins import load_registry
 
 RECORDER = str(Path(__file__).parent / "fixtures" / "recorder_plugin.py")
 

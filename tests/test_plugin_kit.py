@@ -168,8 +168,8 @@ FILE_PLUGIN = '''
 import numpy as np
 import torch
 from torch import nn
-from automl import DataBundle, DataInfo, Dataset, PluginInfo, SearchSpace, Split, UserError, hookimpl, metrics, \
-    three_way_split
+from automl import DataBundle, DataInfo, Dataset, PluginInfo, SearchSpace, Split, UserError, hookimpl, metrics
+from automl.data import three_way_split
 
 
 def load_table(path, options, seed):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from automl import Dataset, Metric, SearchSpace, UserError
-from automl._plugins import PluginError, _register_into, LoadedPlugin, load_registry
+from automl.plugins import LoadedPlugin, PluginError, _register_into, load_registry
 
 DATA = Path(__file__).parent / "data"
 

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from _results_helper import image_folder, make_study
 
 ROOT = Path(__file__).resolve().parents[1]

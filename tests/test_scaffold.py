@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 
 @pytest.mark.parametrize("name, needle", [
@@ -72,9 +72,15 @@ def test_scaffolded_plugin_end_to_end_in_a_venv(cli, tmp_path):
         return proc
 
     venv = tmp_path / "venv"
-    # Without its own pip and setuptools the venv uses the system's (--system-site-packages),
-    # which also provide automl, torch and pytest; the plugin is installed into the venv only.
-    run(sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv)
+    # The author's venv, built from what this interpreter has (whether it is the system Python
+    # or a virtual environment): its site folders are added to the new venv by a .pth file, in
+    # this interpreter's order, so automl, torch, pytest, pip and setuptools come from here
+    # without a network; the plugin itself is installed into the new venv only.
+    run(sys.executable, "-m", "venv", "--without-pip", venv)
+    [site_dir] = list((venv / "lib").glob("python3*/site-packages"))
+    here = [p for p in sys.path if p and Path(p).is_dir() and Path(p).name in ("site-packages", "dist-packages")]
+    (site_dir / "_automl_test_parent.pth").write_text(
+        "import site; " + "; ".join(f"site.addsitedir({p!r})" for p in here) + "\n")
     py = venv / "bin" / "python"
     run(py, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
         "-e", tmp_path / "work" / name)

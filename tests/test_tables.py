@@ -2,7 +2,8 @@
 
 import pytest
 
-from automl import UserError, read_table
+from automl import UserError
+from automl.data import read_table
 
 
 def test_csv_delimiters_are_sniffed_and_blank_lines_skipped(tmp_path):

@@ -1,29 +1,30 @@
-"""Execution backends beyond the local worker processes, and device assignment.
+"""Execution backends: how a study's trials run. Local worker processes and Ray Tune are
+peers behind one protocol (:class:`automl.backends.base.Backend`), looked up by name.
 
-- :func:`run_ray` runs a study's trials as Ray Tune trials, with Ray's ``OptunaSearch`` bound
-  to the study's own Optuna storage, so both backends write the same study.
-- :func:`assign_devices` deals the local backend's worker processes over the GPUs
-  (``--gpus``, ``--gpus-per-trial``); :func:`threads_per_worker` splits the CPU cores.
+- ``local`` (:mod:`automl.backends.local`): ``--workers N`` processes on this machine.
+- ``ray`` (:mod:`automl.backends.ray`): Ray Tune trials, locally or on a cluster.
+- :mod:`automl.backends.devices`: which GPU or how many CPU threads each trial gets.
 
-Ray is imported only when the Ray backend runs.
+A backend module is imported only when a search uses it (Ray is heavy).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-from automl.backends._gpus import assign_devices, cuda_count, cpu_cores, parse_gpus, slots_per_gpu, threads_per_worker
+from automl.errors import UserError
 
-if TYPE_CHECKING:
-    from automl._engine import Outcome, Session
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from automl.backends.base import Backend
 
-
-def run_ray(session: "Session", **kwargs: Any) -> "Outcome":
-    """Run the session's remaining trials on Ray Tune (see :mod:`automl.backends._ray`)."""
-    from automl.backends._ray import run_ray as _run
-
-    return _run(session, **kwargs)
+#: ``--backend`` name -> the class implementing it, as ``module:Class``.
+BACKENDS = {"local": "automl.backends.local:LocalBackend", "ray": "automl.backends.ray:RayBackend"}
 
 
-__all__ = ["assign_devices", "cpu_cores", "cuda_count", "parse_gpus", "run_ray", "slots_per_gpu",
-           "threads_per_worker"]
+def get_backend(name: str) -> Backend:
+    """The backend called ``name``; a :class:`UserError` naming the choices otherwise."""
+    if name not in BACKENDS:
+        raise UserError(f"unknown backend {name!r}; choices: {', '.join(BACKENDS)}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(import_module(module), cls)()

@@ -10,36 +10,33 @@ import sys
 
 import typer
 
-from automl._errors import UserError
-from automl.cli._commands import app
-from automl.cli import _plugin_cmds  # noqa: F401,E402 - adds `plugins new` and `plugins check`
-from automl.cli import _result_cmds  # noqa: F401,E402 - report, dashboard, export, predict, compare
-
+from automl.cli import (
+    plugin_cmds,  # noqa: F401 - adds `plugins new` and `plugins check`
+    study_cmds,  # noqa: F401 - report, dashboard, export, predict, compare
+)
+from automl.cli.commands import app
+from automl.errors import UserError
 
 _commands_added: set[str] = set()
+HELP_ARGS = ("--help", "-h")
 
 
 def _add_plugin_commands() -> None:
     """Let plugins add subcommands, each plugin once per process; a broken one gives a
     warning, never a broken CLI."""
-    from automl._plugins import load_registry
+    from automl.plugins import load_registry
 
-    registry = load_registry()
-    for impl in registry.pm.hook.register_commands.get_hookimpls():
-        if impl.plugin_name in _commands_added:
-            continue
-        _commands_added.add(impl.plugin_name)
-        try:
-            impl.function(app=app)
-        except Exception as exc:  # noqa: BLE001 - isolation is the point
-            print(f"automl: warning: plugin {impl.plugin_name!r} could not add commands: {exc}", file=sys.stderr)
+    for warning in load_registry().add_commands(app, _commands_added):
+        print(f"automl: warning: {warning}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The ``automl`` entry point: run one command and exit with its code (2 for bad input)."""
     args = sys.argv[1:] if argv is None else argv
     command = typer.main.get_command(app)
-    if not args or args[0] not in getattr(command, "commands", {}):
-        # Plugin commands (and the full --help) need the plugins; core commands start faster without.
+    if args and args[0] not in getattr(command, "commands", {}) and args[0] not in HELP_ARGS:
+        # An unknown first word may be a plugin's command: only then are plugins imported,
+        # so core commands and `automl --help` start without torch or any plugin.
         _add_plugin_commands()
         command = typer.main.get_command(app)
     try:

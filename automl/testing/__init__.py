@@ -34,7 +34,7 @@ What is checked (each result names the object it is about):
   study folder; ``register_commands`` adds its commands to a fresh Typer app.
 
 pytest fixtures ``automl_check``, ``automl_cli`` and ``automl_studies`` are registered through
-the ``pytest11`` entry point (:mod:`automl.testing._fixtures`): no conftest is needed.
+the ``pytest11`` entry point (:mod:`automl.pytest_plugin`): no conftest is needed.
 """
 
 from automl.testing._kit import CheckResult, assert_conforms, check_plugin

@@ -5,14 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
-from automl._data import load_data
-from automl._types import TASKS, DataBundle, Dataset, Split, StreamSplit, map_inputs
+from automl.study.datasets import load_data
+from automl.types import TASKS, DataBundle, Dataset, Split, StreamSplit
 
 SPLITS = ("train", "val", "test")
 MAX_ROWS = 20_000  # rows hashed per in-memory split

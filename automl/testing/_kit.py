@@ -10,16 +10,17 @@ import os
 import pickle
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
-from automl._errors import UserError
-from automl._plugins import KINDS, LoadedPlugin, Registry, load_registry
-from automl._spec import parse_options, resolve
-from automl._types import NAME_RE, DataBundle, EpochEvent, StudyEvent, TrialEvent
+from automl.errors import UserError
+from automl.plugins import KINDS, LoadedPlugin, Registry, load_registry
+from automl.study.resolve import parse_options, resolve
 from automl.testing import _data_checks, _model_checks
 from automl.testing._data_checks import CheckFailed, Skip
+from automl.types import NAME_RE, DataBundle, EpochEvent, StudyEvent, TrialEvent
 
 LIFECYCLE = ("on_trial_start", "on_epoch_end", "on_trial_end", "on_study_end")
 
@@ -208,9 +209,9 @@ def _check_pickle(plugin: LoadedPlugin, bundles: dict[str, DataBundle]) -> str:
 
 
 def _check_hooks(run: _Run, registry: Registry, plugin: LoadedPlugin) -> None:
-    impls = {name: [i for i in getattr(registry.pm.hook, name).get_hookimpls() if i.plugin_name == plugin.name]
-             for name in (*LIFECYCLE, "register_commands")}
-    if any(impls[h] for h in LIFECYCLE):
+    hooks = {name: registry.hook(name, plugin.name) for name in (*LIFECYCLE, "register_commands")
+             if plugin.name in registry.implementers(name)}
+    if any(h in hooks for h in LIFECYCLE):
         with tempfile.TemporaryDirectory(prefix="automl-kit-") as tmp:
             study_dir = str(Path(tmp) / "kit-study")
             Path(study_dir).mkdir()
@@ -225,24 +226,24 @@ def _check_hooks(run: _Run, registry: Registry, plugin: LoadedPlugin) -> None:
                 "on_study_end": [StudyEvent("kit-study", study_dir, 1, 0.6, params)],
             }
             for hook in LIFECYCLE:
-                for impl in impls[hook]:
-                    run.do("hook", hook, lambda: _fire(impl, events[hook], study_dir))
-    for impl in impls["register_commands"]:
-        run.do("hook", "register_commands", lambda: _commands_added(impl))
+                if hook in hooks:
+                    run.do("hook", hook, lambda: _fire(hooks[hook], events[hook], study_dir))
+    if "register_commands" in hooks:
+        run.do("hook", "register_commands", lambda: _commands_added(hooks["register_commands"]))
 
 
-def _fire(impl: Any, events: list[Any], study_dir: str) -> str:
+def _fire(hook: Any, events: list[Any], study_dir: str) -> str:
     for event in events:
-        impl.function(event=event)
+        hook(event=event)
     written = sorted(str(p.relative_to(study_dir)) for p in Path(study_dir).rglob("*") if p.is_file())
     return f"ran on {len(events)} sample event(s); files in the study folder: {len(written)}"
 
 
-def _commands_added(impl: Any) -> str:
+def _commands_added(hook: Any) -> str:
     import typer
 
     app = typer.Typer()
-    impl.function(app=app)
+    hook(app=app)
     names = [c.name or (c.callback.__name__.replace("_", "-") if c.callback else "?")
              for c in app.registered_commands] + [g.name or "?" for g in app.registered_groups]
     if not names:

@@ -12,11 +12,21 @@ import numpy as np
 import optuna
 import torch
 
-from automl._errors import UserError
-from automl._trainer import build_model, default_loss, predict, suggest_training
-from automl._types import DIRECTIONS, TASKS, DataBundle, DataInfo, Metric, SearchSpace, Split, StreamSplit, \
-    TrainContext, call_model
+from automl.errors import UserError
 from automl.testing._data_checks import CheckFailed, Skip
+from automl.training import build_model, default_loss, split_outputs, suggest_training
+from automl.types import (
+    DIRECTIONS,
+    TASKS,
+    DataBundle,
+    DataInfo,
+    Metric,
+    SearchSpace,
+    Split,
+    StreamSplit,
+    TrainContext,
+    call_model,
+)
 
 CPU = torch.device("cpu")
 EVAL_ROWS = 64  # validation rows a model is evaluated on (without a custom evaluate)
@@ -131,7 +141,7 @@ def _evaluate(model: torch.nn.Module, data: DataBundle) -> tuple[Any, Any]:
     val = data.val
     if isinstance(val, Split) and len(val) > EVAL_ROWS:
         val = Split(*val.take(torch.arange(EVAL_ROWS, device=val.targets.device)))
-    y_true, y_pred = predict(model, val, data.info, CPU)
+    y_true, y_pred = split_outputs(model, val, data.info, CPU)
     if len(y_pred) != len(y_true) or not np.isfinite(y_pred).all():
         raise CheckFailed(f"evaluating the validation split gave {len(y_pred)} predictions for "
                           f"{len(y_true)} targets, or predictions that are not finite")

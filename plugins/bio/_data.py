@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl import DataBundle, DataInfo, Split, UserError, three_way_split
+from automl import DataBundle, DataInfo, Split, UserError
+from automl.data import three_way_split
 
 #: Alphabets, in token order (token = position + 1). N / X are the ambiguity codes.
 ALPHABETS = {"dna": "ACGTN", "rna": "ACGUN", "protein": "ACDEFGHIKLMNPQRSTVWYXBZUO"}

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from torch import nn
 
-from automl import PredictContext, Predictions, UserError, predict_rows
-
+from automl import PredictContext, Predictions, UserError
+from automl.data import predict_rows
 from automl_plugins.bio._data import encode, read_csv, read_fasta
 from automl_plugins.bio._spaces import crop_tokens
 

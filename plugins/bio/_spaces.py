@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl import DataBundle, DataInfo, Split, TrainContext, call_model, suggest_training
-
+from automl import DataBundle, DataInfo, Split, TrainContext
+from automl.data import call_model
+from automl.training import suggest_training
 from automl_plugins.bio._data import COMPLEMENT
 
 CROPS = ("start", "center", "end")

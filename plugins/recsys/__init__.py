@@ -21,7 +21,6 @@ explicit ratings. Baselines: ``most_popular`` (ranking) and ``item_mean`` (ratin
 from __future__ import annotations
 
 from automl import Dataset, Option, PluginInfo, SearchSpace, hookimpl, metrics
-
 from automl_plugins.recsys import _data, _rank, _spaces
 from automl_plugins.recsys._predict import predict_users
 
@@ -45,11 +44,11 @@ def plugin_info() -> PluginInfo:
 
 @hookimpl
 def register_datasets(register) -> None:
-    register(Dataset(predict=predict_users, name="synthetic", task="ranking", load=_data.load_synthetic,
+    register(Dataset(predict_new=predict_users, name="synthetic", task="ranking", load=_data.load_synthetic,
                      options=_options(True, "leave_last_out"),
                      description="built-in: 600 users x 300 items from a low-rank model with popularity "
                                  "skew; implicit, leave-last-out"))
-    register(Dataset(predict=predict_users, name="ratings", task="regression", load=_data.load_ratings, needs_path=True,
+    register(Dataset(predict_new=predict_users, name="ratings", task="regression", load=_data.load_ratings, needs_path=True,
                      options=_options(False, "random"),
                      description="--data PATH: user,item,rating[,timestamp] CSV/TSV (MovieLens u.data, "
                                  "ratings.csv); --option implicit=true for ranking"))

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl import DataBundle, DataInfo, Split, UserError, three_way_split
-
+from automl import DataBundle, DataInfo, Split, UserError
+from automl.data import three_way_split
 from automl_plugins.recsys._rank import RankingEval
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl import PredictContext, Predictions, UserError, predict_rows
+from automl import PredictContext, Predictions, UserError
+from automl.data import predict_rows
 
 HEADERS = {"user", "userid", "user_id"}
 

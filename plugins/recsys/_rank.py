@@ -18,7 +18,8 @@ in rank order. The metrics below take exactly these.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,11 +116,11 @@ class RankingEval:
             return self.rank(scores_for, split, device)
 
     @classmethod
-    def from_bundle(cls, data: DataBundle) -> "RankingEval":
+    def from_bundle(cls, data: DataBundle) -> RankingEval:
         """Rebuild the evaluator of a ranking bundle from its splits."""
         if isinstance(data.evaluate, cls):
             return data.evaluate
-        pick = lambda s: (s.inputs["user"], s.inputs["item"])  # noqa: E731
+        pick = lambda s: (s.inputs["user"], s.inputs["item"])
         return cls(data.info.extra["n_items"], pick(data.train), pick(data.val), pick(data.test),
                    data.info.extra.get("k", 10))
 
@@ -169,7 +170,7 @@ def fit_most_popular(data: DataBundle, metric: Metric) -> dict[str, float]:
     ev = RankingEval.from_bundle(data)
     counts = torch.bincount(data.train.inputs["item"].cpu(), minlength=ev.n_items).double()
     counts -= torch.arange(ev.n_items, dtype=torch.double) * 1e-9  # deterministic tie-break
-    scores_for = lambda users: counts.expand(len(users), -1)  # noqa: E731
+    scores_for = lambda users: counts.expand(len(users), -1)
     return {name: float(metric.fn(*ev.rank(scores_for, name))) for name in ("val", "test")}
 
 

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl import DataInfo, TrainContext, suggest_training
+from automl import DataInfo, TrainContext
+from automl.training import suggest_training
 
 
 def _embedding(n: int, dim: int, std: float = 0.05) -> nn.Embedding:

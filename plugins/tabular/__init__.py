@@ -13,7 +13,6 @@ Baselines: gradient boosting and logistic / ridge regression on the same split.
 from __future__ import annotations
 
 from automl import Baseline, Dataset, PluginInfo, SearchSpace, hookimpl, metrics
-
 from automl_plugins.tabular._baseline import fit_gradient_boosting, fit_linear
 from automl_plugins.tabular._data import _SKLEARN, CSV_OPTIONS, LOADERS, load_csv
 from automl_plugins.tabular._predict import predict_table
@@ -38,9 +37,9 @@ def plugin_info() -> PluginInfo:
 def register_datasets(register) -> None:
     for name, (_, task) in _SKLEARN.items():
         register(Dataset(name=name, task=task, load=LOADERS[name], description=_DESCRIPTIONS[name],
-                         predict=predict_table))
+                         predict_new=predict_table))
     register(Dataset(name="csv", task="classification", load=load_csv, options=CSV_OPTIONS, needs_path=True,
-                     predict=predict_table,
+                     predict_new=predict_table,
                      description="your CSV, TSV or JSONL table: --data PATH --option target=COLUMN "
                                  "(task inferred, or --option task=regression)"))
 

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from sklearn import datasets as skd
 
-from automl import DataBundle, Option, UserError, read_table
-
+from automl import DataBundle, Option, UserError
+from automl.data import read_table
 from automl_plugins.tabular._prep import (
     TASK_CHOICES,
     build_bundle,

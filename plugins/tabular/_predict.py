@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl import PredictContext, Predictions, UserError, predict_rows, read_table
-
+from automl import PredictContext, Predictions, UserError
+from automl.data import predict_rows, read_table
 from automl_plugins.tabular._prep import TablePrep
 from automl_plugins.tabular._read import is_missing, to_float
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl import DataBundle, DataInfo, Split, UserError, three_way_split
-
+from automl import DataBundle, DataInfo, Split, UserError
+from automl.data import three_way_split
 from automl_plugins.tabular._read import is_missing, is_numeric, to_float
 
 #: At most this many categories per column get their own id (the most frequent in train).
@@ -40,7 +40,7 @@ class TablePrep:
 
     @classmethod
     def fit(cls, num: np.ndarray, cat: np.ndarray, num_columns: list[str],
-            cat_columns: list[str]) -> "TablePrep":
+            cat_columns: list[str]) -> TablePrep:
         """Fit on train rows only: ``num`` is float ``(n, D)`` with NaN for missing values,
         ``cat`` an object array ``(n, K)`` of strings or ``None``."""
         medians, means, stds = [], [], []

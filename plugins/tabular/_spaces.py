@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from automl import DataInfo, suggest_training
+from automl import DataInfo
+from automl.training import suggest_training
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 NORMS = ("batch", "layer", "none")

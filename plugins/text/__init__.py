@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from automl import Baseline, Dataset, DataInfo, PluginInfo, SearchSpace, hookimpl, metrics
-
+from automl import Baseline, DataInfo, Dataset, PluginInfo, SearchSpace, hookimpl, metrics
 from automl_plugins.text._data import CSV_OPTIONS, SYNTH_OPTIONS, fit_unigram_logreg, load_synthetic, load_table
 from automl_plugins.text._predict import predict_texts
 from automl_plugins.text._spaces import (
@@ -53,11 +52,11 @@ def plugin_info() -> PluginInfo:
 @hookimpl
 def register_datasets(register) -> None:
     register(Dataset(name="synthetic_reviews", task="classification", load=load_synthetic, options=SYNTH_OPTIONS,
-                     predict=predict_texts,
+                     predict_new=predict_texts,
                      description="generated reviews (2 classes) whose labels depend on negation and on "
                                  "the clause after 'but'/'although': word order matters"))
     register(Dataset(name="csv", task="classification", load=load_table, options=CSV_OPTIONS, needs_path=True,
-                     predict=predict_texts,
+                     predict_new=predict_texts,
                      description="your labelled texts: --data PATH to a CSV, TSV or JSONL file"))
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl import DataBundle, DataInfo, Metric, Option, Split, UserError, read_table, three_way_split
-
+from automl import DataBundle, DataInfo, Metric, Option, Split, UserError
+from automl.data import read_table, three_way_split
 from automl_plugins.text._synth import LABELS, generate
 from automl_plugins.text._tokens import encode_texts, split_texts
 

@@ -14,8 +14,8 @@ from typing import Any
 
 from torch import nn
 
-from automl import PredictContext, Predictions, UserError, predict_rows
-
+from automl import PredictContext, Predictions, UserError
+from automl.data import predict_rows
 from automl_plugins.text._data import _present, _read_rows
 from automl_plugins.text._tokens import MAX_CHARS, Tokenizer
 

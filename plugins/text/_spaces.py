@@ -13,8 +13,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from automl import DataInfo, suggest_training
-
+from automl import DataInfo
+from automl.training import suggest_training
 from automl_plugins.text._tokens import PAD
 
 

@@ -25,7 +25,7 @@ PAD, UNK = 0, 1
 SPECIALS = ("<pad>", "<unk>")
 #: Texts longer than this many characters are cut when stored.
 MAX_CHARS = 2000
-_CACHE: "OrderedDict[tuple, tuple[DataBundle, Any]]" = OrderedDict()
+_CACHE: OrderedDict[tuple, tuple[DataBundle, Any]] = OrderedDict()
 _CACHE_SIZE = 8
 
 
@@ -60,7 +60,7 @@ class Tokenizer:
 
     @classmethod
     def fit(cls, texts: list[str], vocab_size: int, max_len: int, word_ngrams: int = 1,
-            char_ngrams: int = 0) -> "Tokenizer":
+            char_ngrams: int = 0) -> Tokenizer:
         """Keep the ``vocab_size - 2`` most frequent features of ``texts`` (the train split;
         ties broken alphabetically), after the ``<pad>`` and ``<unk>`` ids 0 and 1."""
         counts: Counter[str] = Counter()

@@ -18,7 +18,6 @@ Metrics: accuracy (default), top-5 accuracy (10 or more classes), macro-F1, bala
 from __future__ import annotations
 
 from automl import Dataset, Option, PluginInfo, SearchSpace, hookimpl, metrics
-
 from automl_plugins.vision import _nets as nets
 from automl_plugins.vision._augment import vision_step
 from automl_plugins.vision._data import load_digits_bundle
@@ -40,21 +39,23 @@ def plugin_info() -> PluginInfo:
 
 @hookimpl
 def register_datasets(register) -> None:
-    register(Dataset(predict=predict_images, name="digits", task="classification", load=load_digits_bundle,
+    register(Dataset(name="digits", task="classification", load=load_digits_bundle, predict_new=predict_images,
                      description="scikit-learn's 8x8 handwritten digits: 1,797 images, 10 classes"))
-    register(Dataset(predict=predict_images, 
-        name="imagefolder", task="classification", load=load_imagefolder, needs_path=True,
-        description="your images: DIR/<class>/*.png|jpg, or DIR/train|val|test/<class>/...",
-        options=(Option("size", int, 32, "side in pixels every image is resized to"),
-                 Option("stream_above", int, 20000, "stream from disk (DataLoader) above this many images"),
-                 Option("workers", int, 2, "DataLoader worker processes when streaming"),
-                 Option("flip", bool, True, "a horizontal flip keeps the label (flips are then searched)"))))
-    register(Dataset(predict=predict_images, name="mnist", task="classification", load=load_mnist, needs_path=True, options=(VAL,),
+    register(Dataset(name="imagefolder", task="classification", load=load_imagefolder, predict_new=predict_images,
+                     needs_path=True,
+                     description="your images: DIR/<class>/*.png|jpg, or DIR/train|val|test/<class>/...",
+                     options=(Option("size", int, 32, "side in pixels every image is resized to"),
+                              Option("stream_above", int, 20000, "stream from disk (DataLoader) above this many images"),
+                              Option("workers", int, 2, "DataLoader worker processes when streaming"),
+                              Option("flip", bool, True, "a horizontal flip keeps the label (flips are then searched)"))))
+    register(Dataset(name="mnist", task="classification", load=load_mnist, predict_new=predict_images,
+                     needs_path=True, options=(VAL,),
                      description="MNIST from its IDX files (automl datasets download mnist --data DIR)"))
-    register(Dataset(predict=predict_images, name="fashion-mnist", task="classification", load=load_fashion_mnist, needs_path=True,
-                     options=(VAL,),
+    register(Dataset(name="fashion-mnist", task="classification", load=load_fashion_mnist, predict_new=predict_images,
+                     needs_path=True, options=(VAL,),
                      description="Fashion-MNIST from its IDX files (automl datasets download fashion-mnist --data DIR)"))
-    register(Dataset(predict=predict_images, name="cifar10", task="classification", load=load_cifar10, needs_path=True, options=(VAL,),
+    register(Dataset(name="cifar10", task="classification", load=load_cifar10, predict_new=predict_images,
+                     needs_path=True, options=(VAL,),
                      description="CIFAR-10, binary version (automl datasets download cifar10 --data DIR)"))
 
 

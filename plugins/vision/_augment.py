@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
-from automl import DataInfo, TrainContext, call_model
+from automl import DataInfo, TrainContext
+from automl.data import call_model
 
 POLICIES = ("none", "light", "strong")
 GROUP = 16

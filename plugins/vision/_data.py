@@ -16,7 +16,8 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from automl import DataBundle, DataInfo, Split, three_way_split
+from automl import DataBundle, DataInfo, Split
+from automl.data import three_way_split
 
 
 def image_info(class_names: list[str], shape: tuple[int, int, int], mean: list[float], std: list[float],

@@ -49,8 +49,7 @@ RESOURCES: dict[str, tuple[Resource, ...]] = {
 def download(name: str, path: str) -> list[str]:
     """Fetch dataset ``name`` into ``path`` (created when missing), verifying MD5 checksums.
     A file already there with the right checksum is not fetched again. Returns the files."""
-    from torchvision.datasets.utils import (check_integrity, download_and_extract_archive, download_url,
-                                            extract_archive)
+    from torchvision.datasets.utils import check_integrity, download_and_extract_archive, download_url, extract_archive
 
     if name not in RESOURCES:
         raise UserError(f"unknown dataset {name!r} to download; choices: {', '.join(RESOURCES)}")

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from automl import DataBundle, StreamSplit, UserError, three_way_split
-
+from automl import DataBundle, StreamSplit, UserError
+from automl.data import three_way_split
 from automl_plugins.vision._data import bundle_from_arrays, channel_stats, image_info
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"}

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from automl import DataBundle, UserError
-
 from automl_plugins.vision._data import bundle_from_arrays, split_fixed_test
 
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

@@ -26,8 +26,8 @@ from torch import nn
 from torchvision import models
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from automl import DataInfo, UserError, suggest_training
-
+from automl import DataInfo, UserError
+from automl.training import suggest_training
 from automl_plugins.vision._augment import suggest_augmentation
 from automl_plugins.vision._spaces import Normalize, normalize
 
@@ -187,7 +187,7 @@ class Pretrained(nn.Module):
         for p in self.head.parameters():
             p.requires_grad_(True)
 
-    def train(self, mode: bool = True) -> "Pretrained":
+    def train(self, mode: bool = True) -> Pretrained:
         super().train(mode)
         if self.frozen:
             self.net.eval()

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl import PredictContext, Predictions, UserError, predict_rows
-
+from automl import PredictContext, Predictions, UserError
+from automl.data import predict_rows
 from automl_plugins.vision._folder import DECODE_ERRORS, EXTENSIONS, decode
 
 CHUNK = 1024

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from automl import DataInfo, suggest_training
-
+from automl import DataInfo
+from automl.training import suggest_training
 from automl_plugins.vision._augment import suggest_augmentation
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}

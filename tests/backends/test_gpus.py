@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from automl import UserError
-from automl.backends import assign_devices, parse_gpus, slots_per_gpu, threads_per_worker
+from automl.backends.devices import assign_devices, parse_gpus, slots_per_gpu, threads_per_worker
 
 
 def test_auto_uses_every_gpu_round_robin():

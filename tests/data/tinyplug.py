@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl import (DataBundle, DataInfo, Dataset, Option, PluginInfo, SearchSpace, Split, hookimpl,
-                    metrics, suggest_training, three_way_split)
+from automl import DataBundle, DataInfo, Dataset, Option, PluginInfo, SearchSpace, Split, hookimpl, metrics
+from automl.data import three_way_split
+from automl.training import suggest_training
 
 
 def _bundle(x, y, task, seed, num_classes=None):

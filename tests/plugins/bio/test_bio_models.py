@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from automl import TrainContext, build_model, metrics
+from automl import TrainContext, metrics
+from automl.training import build_model
 from automl_plugins.bio import _data, _spaces, register_spaces
 
 SPACES = {}
@@ -31,7 +32,7 @@ def test_crop_modes_by_hand():
 def test_reverse_complement_by_hand():
     tokens, _ = _data.encode(["a", "b"], ["AACGN", "GT"], "dna", "x")
     rc = _spaces.reverse_complement(tokens, "dna")
-    decode = lambda row: "".join("ACGTN"[t - 1] for t in row if t)  # noqa: E731
+    decode = lambda row: "".join("ACGTN"[t - 1] for t in row if t)
     assert [decode(r) for r in rc.tolist()] == ["NCGTT", "AC"]
     assert rc[1, 2:].tolist() == [0, 0, 0]  # still right-padded
     assert torch.equal(_spaces.reverse_complement(rc, "dna"), tokens)
@@ -60,7 +61,7 @@ def test_space_forward_backward(bundle, name, crop):
     x, y = data.train.take(torch.arange(16))
     assert model(x).shape == (16, 2)
     weight = torch.tensor([0.5, 2.0])
-    ce = lambda out, t: torch.nn.functional.cross_entropy(out, t, weight=weight)  # noqa: E731
+    ce = lambda out, t: torch.nn.functional.cross_entropy(out, t, weight=weight)
     ctx = TrainContext({"rc_augment": True}, data.info, data, torch.device("cpu"), ce,
                        torch.Generator().manual_seed(0))
     loss = space.step(model, x, y, ctx)

@@ -4,7 +4,6 @@ and one-line errors for bad files."""
 from __future__ import annotations
 
 import optuna
-
 from test_recsys_data import write_udata
 
 

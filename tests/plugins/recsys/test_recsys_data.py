@@ -59,7 +59,7 @@ def test_leave_last_out_leaks_nothing(tmp_path):
         assert all(data.times[r] <= data.times[v] for r in rows if r in set(train))
     # and after id encoding, no (user, item) test pair is in train
     bundle = _data.build_bundle(data, implicit=True, split="leave_last_out", k=5, seed=0, source="u.data")
-    pairs = lambda s: set(zip(s.inputs["user"].tolist(), s.inputs["item"].tolist()))  # noqa: E731
+    pairs = lambda s: set(zip(s.inputs["user"].tolist(), s.inputs["item"].tolist()))
     assert not pairs(bundle.train) & pairs(bundle.test)
     assert len(bundle.test) == 40 and bundle.info.task == "ranking"
 
@@ -102,7 +102,7 @@ class Prefer(torch.nn.Module):
 
 
 def test_ranking_excludes_seen_items_and_unknown_index():
-    pair = lambda u, i: (torch.tensor(u), torch.tensor(i))  # noqa: E731
+    pair = lambda u, i: (torch.tensor(u), torch.tensor(i))
     train = pair([1, 1, 2], [1, 2, 1])
     val = pair([1, 2, 0], [3, 4, 2])  # user 0 is a cold-start user: skipped
     test = pair([1, 2], [4, 3])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from automl import TrainContext, build_model, metrics
-from automl_plugins.recsys import _data, _rank, _spaces
-from automl_plugins.recsys import register_spaces
+from automl import TrainContext, metrics
+from automl.training import build_model
+from automl_plugins.recsys import _data, _rank, _spaces, register_spaces
 
 Y_TRUE = np.array([[3, -1], [5, 7], [4, -1]])
 Y_PRED = np.array([[1, 3, 2], [7, 9, 5], [1, 2, 3]])  # K = 3
@@ -61,7 +61,7 @@ def test_space_forward_backward(bundles, name, task, loss):
     out = model(**inputs)
     assert out.shape == (32,)
     cfg = {"loss": loss, "neg_ratio": 3, "reg": 1e-3}
-    mse = lambda o, t: torch.nn.functional.mse_loss(o, t) / info.target_std ** 2  # noqa: E731
+    mse = lambda o, t: torch.nn.functional.mse_loss(o, t) / info.target_std ** 2
     ctx = TrainContext(cfg, info, bundle, torch.device("cpu"), mse, torch.Generator().manual_seed(0))
     step_loss = space.step(model, inputs, targets, ctx)
     step_loss.backward()
@@ -92,7 +92,7 @@ def test_ranking_losses_by_hand():
 
 
 def test_most_popular_baseline_by_hand():
-    pair = lambda u, i: (torch.tensor(u), torch.tensor(i))  # noqa: E731
+    pair = lambda u, i: (torch.tensor(u), torch.tensor(i))
     from automl import DataBundle, DataInfo, Split
 
     def split(u, i):

@@ -4,7 +4,6 @@ generated CSV with categorical columns and missing values, and one-line errors."
 from __future__ import annotations
 
 import optuna
-
 from test_tabular_prep import write_table
 
 

@@ -6,13 +6,13 @@ import numpy as np
 import optuna
 import pytest
 import torch
+from test_tabular_prep import write_table
 
 import automl_plugins.tabular as tabular
-from automl import DataInfo, build_model
+from automl import DataInfo
+from automl.training import build_model
 from automl_plugins.tabular._baseline import features, fit_gradient_boosting, fit_linear
 from automl_plugins.tabular._data import load_csv, load_sklearn
-
-from test_tabular_prep import write_table
 
 
 def registered(hook):

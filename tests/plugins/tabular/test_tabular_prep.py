@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from automl import UserError, three_way_split
+from automl import UserError
+from automl.data import read_table, three_way_split
 from automl_plugins.tabular._data import load_csv, load_sklearn
 from automl_plugins.tabular._prep import TablePrep, encode_labels, infer_task, split_columns
-from automl import read_table
 
 
 def write_table(path, n=120, seed=0, *, target="y", regression=False, header_extra=()):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import optuna
-
 from test_text_tokens import write_reviews
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import automl_plugins.text as text
-from automl import DataInfo, build_model
+from automl import DataInfo
+from automl.training import build_model
 from automl_plugins.text._data import load_synthetic
 
 

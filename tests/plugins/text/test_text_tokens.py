@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from automl import UserError, metrics, three_way_split
+from automl import UserError, metrics
+from automl.data import three_way_split
 from automl_plugins.text._data import fit_unigram_logreg, load_synthetic, load_table
 from automl_plugins.text._synth import clause, generate
 from automl_plugins.text._tokens import (

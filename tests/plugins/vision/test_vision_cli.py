@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from automl import fit, metrics
+from automl import metrics
+from automl.training import fit
 
 sys.path.insert(0, str(Path(__file__).parent))
-import vision_gen as gen  # noqa: E402
+import vision_gen as gen
 
-from automl_plugins.vision import _nets as nets  # noqa: E402
-from automl_plugins.vision._augment import vision_step  # noqa: E402
-from automl_plugins.vision._formats import load_cifar10  # noqa: E402
+from automl_plugins.vision import _nets as nets
+from automl_plugins.vision._augment import vision_step
+from automl_plugins.vision._formats import load_cifar10
 
 
 def test_imagefolder_search_counts_skipped_file_and_shows_class_names(cli, tmp_path):

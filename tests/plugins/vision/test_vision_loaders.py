@@ -14,11 +14,11 @@ from PIL import Image
 from automl import Split, StreamSplit, UserError
 
 sys.path.insert(0, str(Path(__file__).parent))
-import vision_gen as gen  # noqa: E402
+import vision_gen as gen
 
-from automl_plugins.vision._data import load_digits_bundle  # noqa: E402
-from automl_plugins.vision._folder import load_imagefolder  # noqa: E402
-from automl_plugins.vision._formats import load_cifar10, load_fashion_mnist, load_mnist, read_idx  # noqa: E402
+from automl_plugins.vision._data import load_digits_bundle
+from automl_plugins.vision._folder import load_imagefolder
+from automl_plugins.vision._formats import load_cifar10, load_fashion_mnist, load_mnist, read_idx
 
 FOLDER_OPTS = {"size": 16, "stream_above": 20000, "workers": 0, "flip": True}
 

@@ -1,0 +1,284 @@
+"""The core commands: search, resume, worker, leaderboard, studies, plugins.
+
+Each parses, calls one library function, and renders. Heavy modules (the search session,
+torch, optuna, the plugins) are imported inside the commands that need them, so ``automl
+--help`` and the listing commands start at once.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from automl.errors import UserError
+from automl.study.spec import StudySpec
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class Fmt(str, enum.Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class ListFmt(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+# Shared options, defined once.
+StudyArg = Annotated[str, typer.Argument(help="Study name (a folder under studies/).", show_default=False)]
+PluginPathOpt = Annotated[list[str], typer.Option("--plugin-path", help="Load a plugin from a module or .py file (development).")]
+ListFormatOpt = Annotated[ListFmt, typer.Option("--format", help="Output format.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Trials run at once, each in its own process.")]
+
+app = typer.Typer(name="automl", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,
+                  help="Plugin-based AutoML and hyperparameter tuning for PyTorch.")
+plugins_app = typer.Typer(help="List the plugins found, with their datasets, spaces and metrics.",
+                          invoke_without_command=True, rich_markup_mode=None)
+app.add_typer(plugins_app, name="plugins")
+
+
+_D = StudySpec(plugin="")  # the defaults, defined once in StudySpec
+
+
+@app.command()
+def search(
+    plugin: Annotated[str, typer.Option("--plugin", "-p", help="Plugin to search with (see: automl plugins).")],
+    dataset: Annotated[str | None, typer.Option(help="Dataset of the plugin (default: the plugin's).")] = None,
+    space: Annotated[list[str] | None, typer.Option("--space", help="Model family; repeat to search several.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Metric to optimise (default: the plugin's).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Path to the dataset's files.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="Dataset option key=value; repeatable.")] = None,
+    trials: Annotated[int, typer.Option(help="Number of finished trials to reach.")] = _D.trials,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    workers: WorkersOpt = _D.workers,
+    sampler: Annotated[str, typer.Option(help="tpe, random, cmaes, gp or qmc.")] = _D.sampler,
+    pruner: Annotated[str, typer.Option(help="median, asha, hyperband or none.")] = _D.pruner,
+    study: Annotated[str | None, typer.Option(help="Study name (default: plugin-dataset-time).")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: a SQLite file under studies/).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler, the splits and every trial.")] = _D.seed,
+    max_failures: Annotated[int | None, typer.Option(help="Stop after this many failed trials (default: the target or 3, whichever is more).")] = None,
+    max_epochs: Annotated[int | None, typer.Option(help="Cap every trial's epochs (quick smoke runs).")] = None,
+    backend: Annotated[str, typer.Option(help="local (worker processes) or ray (Ray Tune).")] = _D.backend,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT.")] = None,
+    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs reserved per trial (ray).")] = None,
+    gpus_per_trial: Annotated[float | None, typer.Option(help="GPUs per trial; fractions share a GPU (0.5 = 2 trials).")] = None,
+    gpus: Annotated[str, typer.Option(help="GPUs to use: auto, none, or indices like 0,1,3.")] = _D.gpus,
+    log: Annotated[list[str] | None, typer.Option("--log", help="Enable a logger plugin (csv, tensorboard); repeatable.")] = None,
+    checkpoint_every: Annotated[float, typer.Option(help="Checkpoint a running trial at most this often (seconds), so a killed trial continues from its last epoch.")] = _D.checkpoint_every_s,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and show the plan; write nothing.")] = False,
+    plugin_path: PluginPathOpt = [],
+) -> int:
+    """Run a search and store it as a study."""
+    from automl.search import session as search_session
+    from automl.study.resolve import option_pairs
+
+    spec = StudySpec(
+        plugin=plugin, dataset=dataset, spaces=list(space or []), metric=metric, data_path=data,
+        options=option_pairs(option or []), sampler=sampler, pruner=pruner, seed=seed, trials=trials,
+        timeout=timeout, workers=workers, max_failures=max_failures, max_epochs=max_epochs, backend=backend,
+        address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
+        loggers=list(log or []), checkpoint_every_s=checkpoint_every, plugin_paths=list(plugin_path))
+    session = search_session.plan_search(spec, study, storage)
+    s = session.spec
+    if not dry_run:
+        search_session.create_study(session)
+    console.print(f"[bold]automl[/] {'would create' if dry_run else ''} study [cyan]{session.ref.name}[/]: "
+                  f"plugin {s.plugin}, dataset {s.dataset}, space {', '.join(s.spaces)}, {s.metric} ({s.direction}), "
+                  f"{s.trials} trials, {s.workers} worker(s), {s.backend} backend, storage {session.ref.url}")
+    for key, value in session.bundle.summary.items():
+        console.print(f"  data: {key}: {value}")
+    if dry_run:
+        return 0
+    return _run_and_report(session)
+
+
+def _run_and_report(session: Any) -> int:
+    from automl.output import render
+    from automl.search import session as search_session
+
+    for w in session.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}")
+    if session.requeued:
+        console.print(f"re-queued trials {', '.join(map(str, session.requeued))} (their runs did not finish)")
+    with render.SearchProgress(console, session.spec.trials, session.metric.name) as progress:
+        outcome = search_session.run(session, on_progress=progress.update)
+    if outcome.reason == "killed":  # a second Ctrl-C: out at once; resume recovers the trials
+        err_console.print(f"stopped at once; rerun the unfinished trials with: automl resume {session.ref.name}")
+        return 130
+    best = search_session.finalize(session, reason=outcome.reason)
+    _show_result(session, best)
+    for e in outcome.errors:
+        err_console.print(f"[red]error:[/] {e}")
+    name = session.ref.name
+    if outcome.reason in ("interrupted", "terminated"):
+        err_console.print(f"stopped: running trials are marked and will rerun with: automl resume {name}")
+        return 130 if outcome.reason == "interrupted" else 143
+    if outcome.reason == "failures":
+        err_console.print(f"error: stopped after {outcome.snapshot.counts['FAIL']} failed trials "
+                          f"(--max-failures); see the reasons above, then: automl resume {name}")
+        return 1
+    if outcome.reason == "worker-error":
+        return 1
+    if outcome.reason == "timeout":
+        console.print(f"timeout reached; continue with: automl resume {name}")
+    return 0
+
+
+def _show_result(session: Any, best: dict | None) -> None:
+    from automl.output import render
+    from automl.study import results
+
+    study = session.ref.load()
+    rows = results.leaderboard(study)
+    shown = rows[:10]
+    title = f"leaderboard of {session.ref.name}" + (f" (top 10 of {len(rows)})" if len(rows) > 10 else "")
+    console.print(render.leaderboard_table(shown, metric=session.metric.name, direction=session.metric.direction,
+                                           baselines=results.baselines(study), title=title))
+    if best is None:
+        console.print("[red]no trial completed[/]")
+        return
+    console.print(render.params_table(best["params"], f"best trial {best['number']}"))
+    console.print(f"best {best['metric']}: validation [bold green]{render.fmt(best['value'])}[/], "
+                  f"test [bold]{render.fmt(best['test_value'])}[/]")
+    console.print(f"best model saved to {session.ref.dir / 'best'}")
+
+
+@app.command()
+def resume(
+    name: StudyArg,
+    trials: Annotated[int | None, typer.Option(help="Run this many more finished trials (default: up to the target).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Workers (default: as stored).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be rerun, and stop.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Continue even if the search space changed.")] = False,
+    backend: Annotated[str | None, typer.Option(help="local or ray (default: as stored).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster to join, with --backend ray.")] = None,
+    plugin_path: PluginPathOpt = [],
+) -> int:
+    """Continue a stored study after Ctrl-C, a crash or kill -9."""
+    from automl.backends.base import snapshot
+    from automl.search import session as search_session
+    from automl.study.recovery import to_recover
+
+    session = search_session.plan_resume(name, trials, force, plugin_path, workers, backend, address)
+    study = session.ref.load()
+    finished = snapshot(study, session.spec.trials, 0).finished
+    if dry_run:
+        console.print(f"study {name}: {finished} finished of target {session.spec.trials}; "
+                      f"would run {max(0, session.spec.trials - finished)} more")
+        for trial, why in to_recover(study):
+            console.print(f"  would rerun trial {trial.number} ({why}) with {trial.params}")
+        for w in session.warnings:
+            err_console.print(f"[yellow]warning:[/] {w}")
+        return 0
+    console.print(f"[bold]automl[/] resuming [cyan]{name}[/]: {finished} of {session.spec.trials} trials finished")
+    return _run_and_report(session)
+
+
+@app.command()
+def worker(
+    name: StudyArg,
+    storage: Annotated[str | None, typer.Option(help="The study's storage URL, when it is not under studies/ here (a shared PostgreSQL or MySQL).")] = None,
+    workers: WorkersOpt = 1,
+    plugin_path: PluginPathOpt = [],
+) -> int:
+    """Join a study that is running elsewhere and work on its trials until the target is reached."""
+    from automl.backends import get_backend
+    from automl.search import session as search_session
+
+    session = search_session.plan_resume(name, None, False, plugin_path, workers, storage=storage)
+    session.spec.backend, session.backend = "local", get_backend("local")
+    console.print(f"[bold]automl[/] worker joining [cyan]{name}[/] ({session.ref.url}) with {workers} process(es)")
+    return _run_and_report(session)
+
+
+@app.command()
+def leaderboard(
+    name: StudyArg,
+    top: Annotated[int | None, typer.Option(help="Show only the best K trials.")] = None,
+    format: Annotated[Fmt, typer.Option("--format", help="table, json or csv.")] = Fmt.table,
+    best: Annotated[bool, typer.Option("--best", help="Show the best trial in detail (params, confusion matrix).")] = False,
+) -> None:
+    """Show a study's trials, best first."""
+    from automl.output import render
+    from automl.study import results, store
+
+    if top is not None and top <= 0:
+        raise UserError(f"--top must be at least 1, not {top}")
+    ref = store.open_ref(name)
+    study = ref.load()
+    spec = store.spec_of(study)
+    rows = results.leaderboard(study)
+    rows = rows[:top] if top else rows
+    if format == Fmt.json:
+        sys.stdout.write(render.dump_json(rows) + "\n")
+        return
+    if format == Fmt.csv:
+        sys.stdout.write(render.rows_csv(rows))
+        return
+    console.print(render.leaderboard_table(rows, metric=spec["metric"], direction=spec["direction"],
+                                           baselines=results.baselines(study), title=f"leaderboard of {name}"))
+    detail = study.user_attrs.get(store.BEST_KEY)
+    if best and detail:
+        console.print(render.params_table(detail["params"], f"best trial {detail['number']}"))
+        table = render.confusion_table(detail)
+        if table is not None:
+            console.print(table)
+
+
+@app.command()
+def studies(format: ListFormatOpt = ListFmt.table) -> None:
+    """List the stored studies."""
+    from automl.output import render
+    from automl.study import results, store
+
+    items = []
+    for ref in store.list_refs():
+        try:
+            items.append(results.summary(ref, ref.load()))
+        except UserError as exc:
+            items.append({"name": ref.name, "storage": ref.url, "error": str(exc), "finished": 0, "target": 0})
+    if format == ListFmt.json:
+        sys.stdout.write(render.dump_json(items) + "\n")
+    else:
+        console.print(render.studies_table(items))
+
+
+@plugins_app.callback()
+def plugins(
+    ctx: typer.Context,
+    format: ListFormatOpt = ListFmt.table,
+    all: Annotated[bool, typer.Option("--all", help="Also show plugins blocked by AUTOML_PLUGINS.")] = False,
+    plugin_path: PluginPathOpt = [],
+) -> None:
+    """List the plugins found, with version, datasets, spaces and metrics; broken ones with the reason."""
+    from automl.output import render
+    from automl.plugins import load_registry
+
+    if ctx.invoked_subcommand is not None:
+        return
+    registry = load_registry(plugin_path)
+    items = []
+    for p in registry.plugins.values():
+        status = "ok" if p.ok else ("blocked" if p.blocked else "broken")
+        if status == "blocked" and not all:
+            continue
+        items.append({"name": p.name, "version": p.version, "status": status, "error": p.error,
+                      "source": p.source, "description": p.info.description if p.info else "",
+                      "datasets": sorted(p.datasets), "spaces": sorted(p.spaces), "metrics": sorted(p.metrics),
+                      "baselines": sorted(p.baselines), "hooks": p.hooks(),
+                      "defaults": {"dataset": p.info.default_dataset, "space": p.info.default_space,
+                                   "metric": p.info.default_metric} if p.info else {}})
+    if format == ListFmt.json:
+        sys.stdout.write(json.dumps(items, indent=2) + "\n")
+    else:
+        console.print(render.plugins_table(items))

@@ -1,0 +1,124 @@
+"""Commands that use a finished study: report, dashboard, export, predict and compare."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from automl.cli.commands import ListFmt, ListFormatOpt, StudyArg, app, console, err_console
+from automl.errors import UserError
+
+TrialOpt = Annotated[int | None, typer.Option("--trial", help="A trial whose weights were kept (default: the best).")]
+
+
+@app.command()
+def report(
+    name: StudyArg,
+    out: Annotated[str | None, typer.Option("--out", help="HTML file to write (default: studies/NAME/report.html).")] = None,
+) -> None:
+    """Write one self-contained HTML report of a study (opens offline)."""
+    from automl.output.report import write_report
+
+    path = write_report(name, out)
+    console.print(f"report of {name} written to {path} ({path.stat().st_size / 1e6:.2f} MB)")
+
+
+@app.command()
+def dashboard(
+    name: StudyArg,
+    host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1 keeps it on this machine).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+) -> None:
+    """Serve optuna-dashboard on the study's storage (needs: pip install 'automl[dashboard]')."""
+    from automl.study.store import make_storage, open_ref
+
+    if not 0 < port < 65536:
+        raise UserError(f"--port must be between 1 and 65535, not {port}")
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise UserError("optuna-dashboard is not installed; install it with: pip install 'automl[dashboard]' "
+                        "(or pip install optuna-dashboard)") from None
+    ref = open_ref(name)
+    study = ref.load()
+    console.print(f"optuna-dashboard for study {name} ({ref.url}) at "
+                  f"http://{host}:{port}/dashboard/studies/{study._study_id}  (Ctrl-C to stop)")
+    try:
+        optuna_dashboard.run_server(make_storage(ref.url), host=host, port=port)
+    except OSError as exc:
+        raise UserError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def export(
+    name: StudyArg,
+    out: Annotated[str, typer.Option("--out", help="Folder to write the model to.")],
+    trial: TrialOpt = None,
+    onnx: Annotated[bool, typer.Option("--onnx", help="Also write ONNX (needs pip install 'automl[onnx]').")] = False,
+) -> None:
+    """Export a model: safetensors weights, TorchScript, config, preprocessing, reproducibility record."""
+    from automl.output.export import export as do_export
+
+    result = do_export(name, out, trial, onnx)
+    console.print(f"exported trial {result['trial']} of {name} to {result['dir']}: {', '.join(result['files'])}")
+    for note in result["notes"]:
+        err_console.print(f"[yellow]note:[/] {note}")
+
+
+@app.command()
+def predict(
+    source: Annotated[str, typer.Argument(help="A study name or a folder written by automl export.", show_default=False)],
+    data: Annotated[str, typer.Option("--data", help="New data, read by the plugin's own loader.")],
+    out: Annotated[str | None, typer.Option("--out", help="CSV file to write (default: standard output).")] = None,
+    trial: TrialOpt = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="Dataset option key=value (e.g. text_column=body).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 1024,
+) -> None:
+    """Predict on new data with the best (or an exported) model; writes CSV."""
+    from automl.output.predict import run_predict
+
+    result, text = run_predict(source, data, trial=trial, options=option or [], out=out, batch_size=batch_size)
+    if out is None:
+        sys.stdout.write(text)
+    counts = ", ".join(f"{k}: {v}" for k, v in result.summary.items())
+    err_console.print(f"{len(result.rows)} predictions{f' to {out}' if out else ''}{f' ({counts})' if counts else ''}")
+
+
+@app.command()
+def compare(
+    names: Annotated[list[str], typer.Argument(help="Two or more study names.", show_default=False)],
+    format: ListFormatOpt = ListFmt.table,
+) -> None:
+    """Compare studies side by side: best values, trials, time, and how their specs differ."""
+    from automl.output.compare import compare as do_compare
+    from automl.output.render import dump_json, fmt
+
+    result = do_compare(names)
+    if format == ListFmt.json:
+        sys.stdout.write(dump_json(result) + "\n")
+        return
+    table = Table(title="studies compared")
+    table.add_column("")
+    for s in result["studies"]:
+        table.add_column(s["name"], overflow="fold")
+    for key in ("plugin", "dataset", "spaces", "metric", "direction", "best_value", "best_test_value", "best_trial",
+                "trials", "target", "complete", "pruned", "fail", "wall_time_s", "trial_time_s"):
+        table.add_row(key.replace("_", " "), *[fmt(s.get(key)) for s in result["studies"]])
+    console.print(table)
+    if result["differences"]:
+        diff = Table(title="spec fields that differ")
+        diff.add_column("field")
+        for s in result["studies"]:
+            diff.add_column(s["name"], overflow="fold")
+        for key, values in result["differences"].items():
+            diff.add_row(key, *[fmt(v) for v in values])
+        console.print(diff)
+    else:
+        console.print("the specs are the same")
+    for note in result["notes"]:
+        console.print(f"[yellow]note:[/] {note}")

@@ -1,0 +1,215 @@
+"""One trial of a search: sampling, seeding, building, training, saving.
+
+:class:`Objective` runs a trial on an Optuna trial claimed by a backend; :func:`make_runner`
+builds it in a trial process (a local worker, a Ray trial) from the backend's
+:class:`~automl.backends.base.Job`. The samplers and pruners a spec names are made here.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from automl.backends.base import Job, error_reason
+from automl.errors import TrialFailed, UserError
+from automl.plugins import Registry, load_registry
+from automl.study.datasets import load_data
+from automl.study.resolve import check_task_fit, resolve
+from automl.study.spec import PRUNERS, SAMPLERS, StudySpec, trial_seed
+from automl.study.store import quiet_optuna
+from automl.training import build_model, fit, suggest_training
+from automl.types import DataBundle, EpochEvent, Metric, SearchSpace, TrialEvent
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Objective:
+    """One trial: sample, prepare data, build, train, save weights, return the val metric.
+
+    The trial's user attributes: ``config`` (written before training, so a crashed trial
+    still shows what it ran) and ``run`` (one record at the end: best epoch, epochs run,
+    samples/s, the epoch it resumed from, the batch size after an out-of-memory retry). Each
+    attribute is its own storage commit, so there are as few as that. ``worker`` (host, pid,
+    device) is written by whoever claims the trial (the backend).
+
+    It is also the backends' :class:`automl.backends.base.TrialRunner`: besides running a
+    trial it gives each process its sampler and pruner, and samples a config without training
+    (:meth:`sample`, for Ray's driver).
+    """
+
+    def __init__(self, *, registry: Registry, spec: StudySpec, spaces: list[SearchSpace],
+                 metric: Metric, bundle: DataBundle, study_name: str, study_dir: Path,
+                 device: torch.device) -> None:
+        self.registry, self.spec, self.metric, self.bundle = registry, spec, metric, bundle
+        self.spaces = {s.name: s for s in spaces}
+        self.study_name, self.study_dir, self.device = study_name, study_dir, device
+        self.checkpoint_every_s = spec.checkpoint_every_s
+
+    def sampler(self, index: int = 0) -> optuna.samplers.BaseSampler:
+        """The sampler of process ``index`` working the study."""
+        return make_sampler(self.spec.sampler, self.spec.seed + index, parallel=self.spec.workers > 1)
+
+    def pruner(self) -> optuna.pruners.BasePruner:
+        return make_pruner(self.spec.pruner)
+
+    def _space(self, trial: optuna.Trial) -> SearchSpace:
+        if len(self.spaces) == 1:
+            return next(iter(self.spaces.values()))
+        return self.spaces[trial.suggest_categorical("space", list(self.spaces))]
+
+    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Suggest every parameter of a trial (space, training, model) and return the config
+        ``{"space", "model", "train"}``, JSON-able as the contract says."""
+        space = self._space(trial)
+        info = self.bundle.info
+        train_cfg = (space.train or suggest_training)(trial, info)
+        if self.spec.max_epochs:
+            train_cfg["epochs"] = min(int(train_cfg.get("epochs", 1)), self.spec.max_epochs)
+        config = {"space": space.name, "model": space.define(trial, info), "train": train_cfg}
+        return json.loads(json.dumps(config))
+
+    def _event(self, trial: optuna.Trial, **kw: Any) -> TrialEvent:
+        return TrialEvent(self.study_name, str(self.study_dir), trial.number, dict(trial.params), **kw)
+
+    def __call__(self, trial: optuna.Trial, on_epoch: Callable[[int, float, float], None] | None = None) -> float:
+        """Run trial ``trial``; ``on_epoch(epoch, value, train_loss)`` is called after each
+        epoch (the Ray backend reports to Tune there)."""
+        start = time.perf_counter()
+        config: dict[str, Any] | None = None
+        try:
+            config = self.sample(trial)
+            space = self.spaces[config["space"]]
+            trial.set_user_attr("config", config)
+            self.registry.call("on_trial_start", self.spec.loggers, event=self._event(trial, config=config))
+            value = self._train(trial, space, config, on_epoch)
+        except optuna.TrialPruned:
+            self._end(trial, config, "PRUNED", None, start, None)
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            trial.set_user_attr("error", "interrupted")
+            raise
+        except Exception as exc:
+            reason = error_reason(exc)
+            trial.set_user_attr("error", reason)
+            self._end(trial, config, "FAIL", None, start, reason)
+            raise
+        self._end(trial, config, "COMPLETE", value, start, None)
+        return value
+
+    def _end(self, trial, config, state, value, start, error) -> None:
+        duration = time.perf_counter() - start
+        self.registry.call("on_trial_end", self.spec.loggers, event=self._event(
+            trial, config=config, state=state, value=value, duration_s=duration, error=error))
+
+    def _train(self, trial: optuna.Trial, space: SearchSpace, config: dict[str, Any],
+               on_epoch: Callable[[int, float, float], None] | None) -> float:
+        data = space.prepare(self.bundle, config) if space.prepare else self.bundle
+        seed = trial_seed(self.spec.seed, trial.number)
+        tdir = self.study_dir / "trials" / str(trial.number)
+        ckpt = tdir / "checkpoint.pt"
+        retry_of = trial.user_attrs.get("retry_of")
+        if retry_of is not None:
+            old = self.study_dir / "trials" / str(retry_of) / "checkpoint.pt"
+            if old.exists() and not ckpt.exists():
+                tdir.mkdir(parents=True, exist_ok=True)
+                old.replace(ckpt)
+
+        last_epoch = int(config["train"].get("epochs", 1)) - 1
+
+        def report(epoch: int, value: float, train_loss: float) -> None:
+            trial.report(value, epoch)
+            if on_epoch is not None:
+                on_epoch(epoch, value, train_loss)
+            self.registry.call("on_epoch_end", self.spec.loggers, event=EpochEvent(
+                self.study_name, str(self.study_dir), trial.number, epoch, train_loss, value, self.metric.name))
+            # After the last epoch the trial ends anyway: asking the pruner (which reads every
+            # trial of the study) would cost a query and gain nothing.
+            if epoch < last_epoch and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+        train_cfg = dict(config["train"])
+        run: dict[str, Any] = {}
+        for attempt in (0, 1):
+            seed_everything(seed)
+            model = build_model(space, config["model"], data.info)
+            try:
+                result = fit(model, data, train_cfg, self.metric, self.device, step=space.step,
+                             report=report, seed=seed, checkpoint=ckpt,
+                             checkpoint_every_s=self.checkpoint_every_s)
+                break
+            except torch.OutOfMemoryError:
+                # Out of device memory: halve the batch once and retry before failing.
+                del model
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if attempt or int(train_cfg.get("batch_size", 1)) < 2:
+                    raise TrialFailed("out of memory, also with half the batch size") from None
+                train_cfg["batch_size"] = int(train_cfg["batch_size"]) // 2
+                run["oom_batch_size"] = train_cfg["batch_size"]
+                ckpt.unlink(missing_ok=True)
+        tdir.mkdir(parents=True, exist_ok=True)
+        tmp = tdir / "model.pt.tmp"
+        torch.save(result.state_dict, tmp)
+        tmp.replace(tdir / "model.pt")
+        ckpt.unlink(missing_ok=True)
+        run.update(best_epoch=result.best_epoch, epochs_run=result.epochs_run,
+                   samples_per_s=round(result.samples / max(result.seconds, 1e-9), 1))
+        if result.resumed_from_epoch:
+            run["resumed_from_epoch"] = result.resumed_from_epoch
+        trial.set_user_attr("run", run)
+        return result.best_value
+
+
+def make_sampler(name: str, seed: int | None, parallel: bool = False) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel, multivariate=True,
+                                          group=True, n_startup_trials=5)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    raise UserError(f"unknown sampler {name!r}; choices: {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=2, reduction_factor=3)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UserError(f"unknown pruner {name!r}; choices: {', '.join(PRUNERS)}")
+
+
+def make_runner(job: Job, device: str = "cpu") -> Objective:
+    """Build a trial process's :class:`Objective` from its job: load the study's plugin and
+    loggers (no other plugin is imported), resolve the spec and load the data. This is the
+    factory every backend calls in its trial processes (passed by reference in the job)."""
+    quiet_optuna()
+    spec = StudySpec.from_json(job.spec)
+    registry = load_registry(spec.plugin_paths, only={spec.plugin, *spec.loggers})
+    resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces, spec.metric, spec.options)
+    bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
+    metric = check_task_fit(resolved, bundle.info)
+    return Objective(registry=registry, spec=spec, spaces=resolved.spaces, metric=metric, bundle=bundle,
+                     study_name=job.study_name, study_dir=Path(job.study_dir), device=torch.device(device))

@@ -1,0 +1,253 @@
+"""A search session in the main process: plan (validate), create, run, finalize.
+
+:func:`plan_search` and :func:`plan_resume` resolve everything and load the data before
+anything is written, so a rejected command leaves no trace. :func:`run` recovers the trials
+of dead processes, then hands the study to the backend the spec names (local worker
+processes or Ray Tune, looked up in :data:`automl.backends.BACKENDS`) with this module's
+trial runner (:func:`automl.search.objective.make_runner`). :func:`finalize` scores the best
+trial on the held-out test split and saves the best model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from automl.backends import get_backend
+from automl.backends.base import Backend, Job, Outcome, Snapshot, StopSignals, snapshot
+from automl.errors import UserError
+from automl.plugins import Registry, load_registry
+from automl.search.objective import make_pruner, make_runner, make_sampler
+from automl.study.datasets import fingerprint, load_data
+from automl.study.recovery import recover, to_recover
+from automl.study.resolve import Resolved, check_task_fit, resolve, space_hash
+from automl.study.spec import StudySpec, check_counts
+from automl.study.store import (
+    BASELINE_KEY,
+    BEST_KEY,
+    FINISHED,
+    SPEC_KEY,
+    SUMMARY_KEY,
+    TEST_KEY,
+    StudyRef,
+    create,
+    new_ref,
+    open_ref,
+    quiet_optuna,
+    spec_of,
+)
+from automl.training import build_model, evaluate, score
+from automl.types import Baseline, DataBundle, Metric, StudyEvent
+
+KEEP_WEIGHTS = 5
+
+
+@dataclass
+class Session:
+    """A validated search, ready to run: nothing is written until :func:`create_study`."""
+
+    ref: StudyRef
+    spec: StudySpec
+    registry: Registry
+    resolved: Resolved
+    bundle: DataBundle
+    metric: Metric
+    backend: Backend
+    requeued: list[int] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _absolute(paths: list[str]) -> list[str]:
+    """``--plugin-path`` entries that are files or folders, made absolute (workers and Ray
+    nodes start elsewhere); module names stay as they are."""
+    return [os.path.abspath(p) if os.path.exists(p) else p for p in paths]
+
+
+def check_plugin_paths(paths: list[str], study: str) -> list[str]:
+    """A stored study's ``--plugin-path`` files, refused with their name when one moved."""
+    for path in paths:
+        if os.path.isabs(path) and not os.path.exists(path):
+            raise UserError(f"study {study!r} was made with --plugin-path {path}, which no longer exists; "
+                            "pass --plugin-path with its new location")
+    return paths
+
+
+def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = None) -> Session:
+    """Check and complete a new study's spec: resolve the plugin's names, load the data,
+    pick the metric, fingerprint data and spaces. Raises :class:`UserError`; writes nothing."""
+    spec.check()
+    backend = get_backend(spec.backend)
+    backend.check(spec)
+    spec.plugin_paths = _absolute(spec.plugin_paths)
+    registry = load_registry(spec.plugin_paths)
+    registry.check_loggers(spec.loggers)
+    resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces or None, spec.metric, spec.options)
+    ref = new_ref(name or f"{spec.plugin}-{resolved.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage)
+    spec.data_path = os.path.abspath(spec.data_path) if spec.data_path else None
+    bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
+    metric = check_task_fit(resolved, bundle.info)
+    spec.dataset, spec.spaces = resolved.dataset.name, [s.name for s in resolved.spaces]
+    spec.metric, spec.direction, spec.options = metric.name, metric.direction, resolved.options
+    spec.loggers = list(dict.fromkeys(spec.loggers))
+    spec.data_fingerprint, spec.space_hash = fingerprint(bundle), space_hash(resolved.spaces)
+    spec.plugin_version = resolved.plugin.version
+    return Session(ref, spec, registry, resolved, bundle, metric, backend)
+
+
+def create_study(session: Session) -> optuna.Study:
+    """Create the study with its spec, data summary and baseline rows."""
+    quiet_optuna()
+    spec = session.spec
+    study = create(session.ref, spec.to_json(), spec.direction,
+                   make_sampler(spec.sampler, spec.seed), make_pruner(spec.pruner))
+    study.set_user_attr(SUMMARY_KEY, json.loads(json.dumps(session.bundle.summary, default=str)))
+    baselines = list(session.resolved.plugin.baselines.values())
+    if baselines:
+        study.set_user_attr(BASELINE_KEY, fit_baselines(baselines, session.bundle, session.metric))
+    return study
+
+
+def fit_baselines(baselines: list[Baseline], bundle: DataBundle, metric: Metric) -> dict[str, dict[str, Any]]:
+    """Fit every baseline that fits the task; one that fails is recorded with its error."""
+    results: dict[str, dict[str, Any]] = {}
+    for baseline in baselines:
+        if bundle.info.task not in baseline.tasks:
+            continue
+        try:
+            scores = baseline.fit(bundle, metric)
+            results[baseline.name] = {"val": float(scores["val"]), "test": float(scores["test"]),
+                                      "description": baseline.description}
+        except Exception as exc:  # noqa: BLE001 - a baseline never stops a search
+            results[baseline.name] = {"error": f"{type(exc).__name__}: {exc}"}
+    return results
+
+
+def plan_resume(name: str, more: int | None = None, force: bool = False,
+                plugin_paths: list[str] | None = None, workers: int | None = None,
+                backend: str | None = None, address: str | None = None,
+                storage: str | None = None) -> Session:
+    """Plan the continuation of a stored study; the backend may differ from the one that
+    started it (both write the same Optuna study)."""
+    check_counts(more, workers)
+    backend_obj = get_backend(backend) if backend is not None else None
+    ref = open_ref(name, storage)
+    study = ref.load()
+    spec = StudySpec.from_json(spec_of(study))
+    if plugin_paths:
+        spec.plugin_paths = _absolute(plugin_paths)
+    registry = load_registry(check_plugin_paths(spec.plugin_paths, name))
+    if spec.plugin not in registry.plugins:
+        raise UserError(f"study {name!r} needs plugin {spec.plugin!r}, which is not installed; install "
+                        f"the package that provides it (pip install <package>) or pass --plugin-path")
+    resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces, spec.metric, spec.options)
+    warnings: list[str] = []
+    if space_hash(resolved.spaces) != spec.space_hash:
+        if not force:
+            raise UserError(f"the search space of plugin {spec.plugin!r} changed since study {name!r} "
+                            "was created; rerun with --force to continue with the new space")
+        warnings.append("search space changed since the study was created (--force)")
+    bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
+    metric = check_task_fit(resolved, bundle.info)
+    if fingerprint(bundle) != spec.data_fingerprint:
+        warnings.append("the data changed since the study was created (fingerprint differs)")
+    if resolved.plugin.version != spec.plugin_version:
+        warnings.append(f"plugin {spec.plugin} is version {resolved.plugin.version}, "
+                        f"the study was made with {spec.plugin_version}")
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    if more is not None:
+        spec.trials = finished + more
+    if workers is not None:
+        spec.workers = workers
+    if backend is not None:
+        spec.backend, spec.address = backend, address
+    chosen = backend_obj or get_backend(spec.backend)
+    chosen.check(spec)
+    session = Session(ref, spec, registry, resolved, bundle, metric, chosen, warnings=warnings)
+    session.requeued = [t.number for t, _ in to_recover(study)]
+    return session
+
+
+def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
+        poll_s: float = 0.5) -> Outcome:
+    """Run trials until the spec's target is reached, on the spec's backend. Ctrl-C and
+    SIGTERM are recorded and end the run cleanly (see :class:`StopSignals`)."""
+    quiet_optuna()
+    session.ref.ensure_dir()
+    spec = session.spec
+    study = session.ref.load()
+    study.set_user_attr(SPEC_KEY, spec.to_json())
+    session.requeued = recover(study)
+    started = time.time()
+    snap = snapshot(study, spec.trials, started)
+    if snap.finished >= spec.trials:
+        return Outcome("finished", snap)
+    job = Job(session.ref.name, str(session.ref.dir), session.ref.url, spec.to_json(), make_runner,
+              deadline=started + spec.timeout if spec.timeout else None)
+    with StopSignals() as stop:
+        return session.backend.run(job, spec, stop, on_progress, poll_s)
+
+
+def finalize(session: Session, study: optuna.Study | None = None, reason: str = "finished") -> dict[str, Any] | None:
+    """Score the best trial on the test split, save it under ``best/``, prune old weights,
+    and fire ``on_study_end``."""
+    study = study or session.ref.load()
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    best_info = None
+    if complete:
+        best = study.best_trial
+        best_info = _save_best(session, study, best)
+        _prune_weights(session, study, complete)
+    session.registry.call("on_study_end", session.spec.loggers, event=StudyEvent(
+        session.ref.name, str(session.ref.dir), len(complete),
+        best_info["value"] if best_info else None, best_info["params"] if best_info else None, reason))
+    return best_info
+
+
+def _save_best(session: Session, study: optuna.Study, best: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    config = best.user_attrs["config"]
+    space = session.resolved.plugin.spaces[config["space"]]
+    data = space.prepare(session.bundle, config) if space.prepare else session.bundle
+    model = build_model(space, config["model"], data.info)
+    weights = session.ref.trial_dir(best.number) / "model.pt"
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    y_true, y_pred = evaluate(model, data, "test", device)
+    test_value = score(session.metric, y_true, y_pred)
+    tests = dict(study.user_attrs.get(TEST_KEY, {}))
+    tests[str(best.number)] = test_value
+    study.set_user_attr(TEST_KEY, tests)
+    info = {"number": best.number, "value": best.value, "test_value": test_value,
+            "metric": session.metric.name, "direction": session.metric.direction,
+            "params": best.params, "config": config}
+    if data.info.task == "classification" and getattr(y_pred, "ndim", 0) == 2:
+        from sklearn.metrics import confusion_matrix
+
+        info["confusion_matrix"] = confusion_matrix(
+            y_true, y_pred.argmax(axis=1), labels=list(range(y_pred.shape[1]))).tolist()
+        info["class_names"] = data.info.class_names or [str(i) for i in range(y_pred.shape[1])]
+    study.set_user_attr(BEST_KEY, info)
+    best_dir = session.ref.dir / "best"
+    best_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights, best_dir / "model.pt.tmp")
+    (best_dir / "model.pt.tmp").replace(best_dir / "model.pt")  # a Ctrl-C mid-copy leaves the old one
+    record = dict(info, info=asdict(data.info), data_state=data.state, spec=session.spec.to_json())
+    (best_dir / "config.json").write_text(json.dumps(record, indent=2, default=str))
+    return info
+
+
+def _prune_weights(session: Session, study: optuna.Study, complete: list) -> None:
+    """Keep the weights of the best few trials; a study of big models would fill the disk."""
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    ranked = sorted(complete, key=lambda t: t.value, reverse=maximize)
+    for t in ranked[KEEP_WEIGHTS:]:
+        (session.ref.trial_dir(t.number) / "model.pt").unlink(missing_ok=True)

@@ -1,0 +1,112 @@
+"""The study spec: what a search is, as plain JSON-able data stored with the study.
+
+A :class:`StudySpec` is made once from what the user typed (the CLI fills only the fields
+the user gave; every default lives here), checked by :meth:`StudySpec.check`, completed by
+the search session (dataset, spaces, metric and direction resolved through the plugin,
+fingerprints, versions), and stored as JSON in the study's user attrs. Worker processes,
+Ray trials, resume, export and report all read it back with :meth:`StudySpec.from_json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from automl._version import __version__
+from automl.errors import UserError
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+PRUNERS = ("median", "asha", "hyperband", "none")
+MAX_SEED = 2**31
+
+
+@dataclass
+class StudySpec:
+    """Everything that defines a study. ``None`` for dataset, metric or an empty ``spaces``
+    means "the plugin's default" until the session resolves them."""
+
+    plugin: str
+    dataset: str | None = None
+    spaces: list[str] = field(default_factory=list)
+    metric: str | None = None
+    direction: str = "maximize"
+    data_path: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int = 0
+    trials: int = 20
+    timeout: float | None = None
+    workers: int = 1
+    max_failures: int | None = None
+    max_epochs: int | None = None
+    backend: str = "local"
+    address: str | None = None
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    gpus: str = "auto"
+    loggers: list[str] = field(default_factory=list)
+    plugin_paths: list[str] = field(default_factory=list)
+    checkpoint_every_s: float = 10.0
+    data_fingerprint: str = ""
+    space_hash: str = ""
+    automl_version: str = __version__
+    plugin_version: str = ""
+    created: float = field(default_factory=time.time)
+    command: list[str] = field(default_factory=lambda: list(sys.argv))
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec as JSON data (what is stored under the study's ``automl:spec`` attr)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StudySpec:
+        """A spec from stored JSON; fields a newer or older automl wrote are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def failure_limit(self) -> int:
+        """Failed trials after which the search stops: ``--max-failures``, by default the
+        target or 3, whichever is more."""
+        return self.max_failures or max(3, self.trials)
+
+    def check(self) -> StudySpec:
+        """Raise :class:`UserError` for a number or name the user got wrong; returns self."""
+        check_counts(self.trials, self.workers, self.seed)
+        if self.timeout is not None and (not math.isfinite(self.timeout) or self.timeout <= 0):
+            raise UserError(f"--timeout must be a positive number of seconds, not {self.timeout}")
+        if self.max_failures is not None and self.max_failures <= 0:
+            raise UserError(f"--max-failures must be at least 1, not {self.max_failures}")
+        if self.max_epochs is not None and self.max_epochs <= 0:
+            raise UserError(f"--max-epochs must be at least 1, not {self.max_epochs}")
+        if not math.isfinite(self.checkpoint_every_s) or self.checkpoint_every_s < 0:
+            raise UserError(f"--checkpoint-every must be a number of seconds >= 0, not {self.checkpoint_every_s}")
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"unknown sampler {self.sampler!r}; choices: {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise UserError(f"unknown pruner {self.pruner!r}; choices: {', '.join(PRUNERS)}")
+        for name, value in (("--cpus-per-trial", self.cpus_per_trial), ("--gpus-per-trial", self.gpus_per_trial)):
+            if value is not None and (not math.isfinite(value) or value < 0 or value > 1024):
+                raise UserError(f"{name} must be a number between 0 and 1024, not {value}")
+        return self
+
+
+def check_counts(trials: int | None, workers: int | None, seed: int = 0) -> None:
+    """The numbers ``search``, ``resume`` and ``worker`` share: trials, workers and seed."""
+    if trials is not None and trials <= 0:
+        raise UserError(f"--trials must be at least 1, not {trials}")
+    if workers is not None and (workers <= 0 or workers > 256):
+        raise UserError(f"--workers must be between 1 and 256, not {workers}")
+    if seed < 0 or seed >= MAX_SEED:
+        raise UserError(f"--seed must be between 0 and {MAX_SEED - 1}, not {seed}")
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """The seed of trial ``number``: a function of the study seed and the trial number only,
+    so a trial trains the same whichever process or machine runs it."""
+    return (int(study_seed) * 1_000_003 + number * 7919) % MAX_SEED
