@@ -46,7 +46,8 @@ def read_table(path: str | Path, sniff: bool = True) -> dict[str, list[Any]]:
       (``sniff=False``: a comma; for cells of free text, where a sentence full of semicolons
       can fool the sniffer). Cells are strings.
 
-    Blank lines are skipped (a row of empty cells is kept: its cells are missing). Raises :class:`automl.UserError` (one line, naming the file and
+    Blank lines are skipped (a row of empty cells is kept: its cells are missing). Raises
+    :class:`automl.UserError` (one line, naming the file and
     the line) for a file that is empty, not UTF-8, has no rows, an empty or duplicate column
     name, a CSV row with the wrong number of fields, or a JSON line that is not an object.
     """

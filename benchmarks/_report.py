@@ -40,8 +40,8 @@ def _trainer(r: dict[str, Any]) -> list[Row]:
     out: list[Row] = []
     for row in r["rows"]:
         sps = row["samples_per_s"]
-        base = f"automl {sps['automl']:.0f}, minimal {sps['minimal']:.0f}, DataLoader {sps['dataloader']:.0f} samples/s " \
-               f"(load {row['load_avg_1m']})"
+        base = (f"automl {sps['automl']:.0f}, minimal {sps['minimal']:.0f}, DataLoader {sps['dataloader']:.0f} "
+                f"samples/s (load {row['load_avg_1m']})")
         out.append(("trainer", f"{row['case']}: vs minimal loop", f"{row['vs_minimal']}x", base, ">= 0.95",
                     _yes(row["vs_minimal"] >= 0.95)))
         out.append(("trainer", f"{row['case']}: vs DataLoader loop", f"{row['vs_dataloader']}x", "", "> 1.0",
@@ -60,7 +60,8 @@ def _accuracy(r: dict[str, Any]) -> list[Row]:
         out.append(("accuracy", f"{row['tool']}: final test accuracy",
                     "-" if row["final_test_acc"] is None else f"{row['final_test_acc']:.4f}",
                     f"{row['trials']} trials in {row['wall_s']} s; {times} (load {row['load_avg_1m']})",
-                    "highest, > 0.99" if row["tool"] == "automl" else "", _yes(r["met"]) if row["tool"] == "automl" else "-"))
+                    "highest, > 0.99" if row["tool"] == "automl" else "",
+                    _yes(r["met"]) if row["tool"] == "automl" else "-"))
     return out
 
 
@@ -85,7 +86,8 @@ def _pruning(r: dict[str, Any]) -> list[Row]:
              f"{per_seed} (load {r['load_avg_1m']})", "> 1", _yes(r["epochs_saving"] > 1)),
             ("pruning", "trial-seconds to the same best, none / asha", f"{r['trial_s_saving']}x", "", "> 1",
              _yes(r["trial_s_saving"] > 1)),
-            ("pruning", f"epochs for the whole {r['trials']}-trial budget, none / asha", f"{r['budget_epochs_saving']}x",
+            ("pruning", f"epochs for the whole {r['trials']}-trial budget, none / "
+                        f"asha", f"{r['budget_epochs_saving']}x",
              f"trial-seconds {r['budget_trial_s_saving']}x; best val acc none {best['none']}, asha {best['asha']}",
              "", "-")]
 

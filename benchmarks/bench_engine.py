@@ -21,7 +21,8 @@ A second row, ``objective``, adds what automl's ``Objective`` does around traini
 ``config`` and ``run`` user attrs, the plugin hooks, saving the weights): both sides
 then train the same tiny model for one epoch with automl's ``fit``.
 
-Growth, and the 2000-trial in-memory figure: the in-memory studies run in lock-step (a raw trial, then an automl trial, so a change
+Growth, and the 2000-trial in-memory figure: the in-memory studies run in lock-step (a raw trial,
+then an automl trial, so a change
 of load hits both alike); their per-trial times (median of a window of 21 trials) at trial 100
 and at the last trial, for both sides. automl must grow as the sampler does, adding nothing
 that grows with the study: the figure is automl / raw per-trial time at the last trial
@@ -121,7 +122,8 @@ def _compare(raw_fn: Callable[[], list[float]], automl_fn: Callable[[], list[flo
     early, last = max(10, trials // 10), trials - 11
     growth = {side: round(_window(runs[0], last) / _window(runs[0], early), 3)
               for side, runs in (("raw", raw_runs), ("automl", auto_runs))} if trials > 40 else None
-    return {"growth_trials": [early, last + 1] if growth else None, "growth": growth, "trials": trials, "repeats": repeats, "raw_ms_per_trial": round(1000 * raw / trials, 3),
+    return {"growth_trials": [early, last + 1] if growth else None, "growth": growth, "trials": trials,
+            "repeats": repeats, "raw_ms_per_trial": round(1000 * raw / trials, 3),
             "automl_ms_per_trial": round(1000 * auto / trials, 3), "ratio": ratio(auto, raw),
             "median_trial_ratio": ratio(med_auto, med_raw), "goal": "<= 1.10", "met": auto / raw <= 1.10,
             "load_avg_1m": load_avg()}
@@ -142,7 +144,8 @@ def _lockstep(trials: int, folder: Path) -> tuple[list[float], list[float]]:
     from automl.backends.local import run_trial
     from automl.study.recovery import Heartbeat, Slots
 
-    raw_study = optuna.create_study(study_name="lock-raw", storage=optuna.storages.InMemoryStorage(), sampler=_sampler(),
+    raw_study = optuna.create_study(study_name="lock-raw", storage=optuna.storages.InMemoryStorage(),
+                                    sampler=_sampler(),
                                     direction="minimize")
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(study_name="lock-automl", storage=storage, sampler=_sampler(), direction="minimize")

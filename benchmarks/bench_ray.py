@@ -68,7 +68,8 @@ def _raw(trials: int, workers: int, spec_json: dict[str, Any], runner: Any, fold
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
 
-    search = OptunaSearch(space=_RawDefine(runner, spec_json), metric="value", mode="max", sampler=optuna.samplers.RandomSampler(seed=0))
+    search = OptunaSearch(space=_RawDefine(runner, spec_json), metric="value", mode="max",
+                          sampler=optuna.samplers.RandomSampler(seed=0))
     tuner = tune.Tuner(
         tune.with_resources(_raw_trainable, {"cpu": 1}),
         tune_config=tune.TuneConfig(search_alg=search, num_samples=trials, max_concurrent_trials=workers,

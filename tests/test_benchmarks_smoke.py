@@ -1,7 +1,8 @@
 """Smoke test of the benchmark runner on tiny sizes: it runs, writes its JSON, prints the table.
 
 Only the cheap in-process section runs here (``--quick --only trainer``, in this process),
-plus the table formatting and the runner's argument checking; the benchmarks themselves are outside pytest's default run.
+plus the table formatting and the runner's argument checking; the benchmarks themselves are outside
+pytest's default run.
 """
 
 from __future__ import annotations

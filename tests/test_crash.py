@@ -232,7 +232,8 @@ def test_changed_space_refused_without_force_and_missing_plugin(cli, studies, tm
     not_installed = cli("resume", "ch", "--trials", "1", "--plugin-path", "automl_no_such_module")
     assert not_installed.code == 2, not_installed.err
     moved.rename(plugin)
-    plugin.write_text(plugin.read_text().replace('trial.suggest_int("hidden", 4, 16)', 'trial.suggest_int("hidden", 4, 32)'))
+    plugin.write_text(plugin.read_text().replace('trial.suggest_int("hidden", 4, '
+                                                 '16)', 'trial.suggest_int("hidden", 4, 32)'))
     refused = cli("resume", "ch", "--trials", "1", "--plugin-path", plugin)
     assert refused.code == 2 and "--force" in refused.err
     assert len(_study(studies, "ch").trials) == 1

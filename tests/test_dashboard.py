@@ -21,7 +21,8 @@ def _free_port() -> int:
 
 
 def test_dashboard_serves_the_study(studies, tmp_path):
-    pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (pip install 'automl[dashboard]')")
+    pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (pip install "
+                                                   "'automl[dashboard]')")
     make_study("dash", "tabular", trials=1, dataset="iris", max_epochs=1)
     port = _free_port()
     log = open(tmp_path / "dashboard.log", "w+")

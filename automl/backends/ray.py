@@ -33,14 +33,15 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from automl.backends.base import Job, Outcome, Snapshot, StopSignals, poll, snapshot
+from automl.backends.base import Job, Outcome, Snapshot, StopSignals, error_reason, poll, snapshot
 from automl.backends.devices import cpu_cores, cuda_count, parse_gpus
 from automl.errors import UserError
 from automl.study.spec import StudySpec
 from automl.study.store import quiet_optuna
 
 ENV = {"RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0", "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
-       "RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1e9",
+       "RAY_CHDIR_TO_TRIAL_DIR": "0", "RAY_AIR_NEW_OUTPUT": "0",
+       "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "1e9",
        "RAY_TQDM": "0", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
 MAX_SOCKET_DIR = 40  # + "/session_<date>_<pid>/sockets/plasma_store" must stay under 107 bytes
 LOST_RETRIES = 2
@@ -245,7 +246,8 @@ def _tuner(job: Job, spec: StudySpec, left: int, max_failures: int, stop_file: s
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler(spec.pruner, mode, max_t),
                                     num_samples=-1, max_concurrent_trials=workers, reuse_actors=True),
         run_config=tune.RunConfig(name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(study_dir / "ray"),
-                                  verbose=0, stop=StopFile(stop_file), failure_config=tune.FailureConfig(max_failures=LOST_RETRIES),
+                                  verbose=0, stop=StopFile(stop_file),
+                                  failure_config=tune.FailureConfig(max_failures=LOST_RETRIES),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
     return tuner, searcher
 
@@ -259,7 +261,7 @@ def _fit(tuner: Any, study: Any, target: int, started: float, on_progress: Calla
         try:
             box["grid"] = tuner.fit()
         except BaseException as exc:  # noqa: BLE001 - reported as the outcome's error
-            box["error"] = f"Ray Tune stopped: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            box["error"] = f"Ray Tune stopped: {error_reason(exc)}"
 
     thread = threading.Thread(target=target_fn, name="automl-ray-tune", daemon=True)
     reason = "finished"
@@ -281,7 +283,8 @@ def _reconcile(study: Any, started: float, interrupted: bool) -> None:
     since = datetime.datetime.fromtimestamp(started)
     storage = study._storage
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if (t.user_attrs.get("worker") or {}).get("backend") != "ray" or (t.datetime_start and t.datetime_start < since):
+        ours = (t.user_attrs.get("worker") or {}).get("backend") == "ray"
+        if not ours or (t.datetime_start and t.datetime_start < since):
             continue
         try:
             if interrupted:

@@ -35,7 +35,8 @@ class ListFmt(str, enum.Enum):
 
 # Shared options, defined once.
 StudyArg = Annotated[str, typer.Argument(help="Study name (a folder under studies/).", show_default=False)]
-PluginPathOpt = Annotated[list[str], typer.Option("--plugin-path", help="Load a plugin from a module or .py file (development).")]
+PluginPathOpt = Annotated[list[str], typer.Option("--plugin-path",
+                                                  help="Load a plugin from a module or .py file (development).")]
 ListFormatOpt = Annotated[ListFmt, typer.Option("--format", help="Output format.")]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Trials run at once, each in its own process.")]
 
@@ -49,33 +50,61 @@ app.add_typer(plugins_app, name="plugins")
 
 _D = StudySpec(plugin="")  # the defaults, defined once in StudySpec
 
+#: ``automl search``'s option help, kept apart so the signature stays readable.
+HELP = {
+    "plugin": "Plugin to search with (see: automl plugins).",
+    "dataset": "Dataset of the plugin (default: the plugin's).",
+    "space": "Model family; repeat to search several.",
+    "metric": "Metric to optimise (default: the plugin's).",
+    "data": "Path to the dataset's files.",
+    "option": "Dataset option key=value; repeatable.",
+    "trials": "Number of finished trials to reach.",
+    "timeout": "Stop starting trials after this many seconds.",
+    "sampler": "tpe, random, cmaes, gp or qmc.",
+    "pruner": "median, asha, hyperband or none.",
+    "study": "Study name (default: plugin-dataset-time).",
+    "storage": "Optuna storage URL (default: a SQLite file under studies/).",
+    "seed": "Seed of the sampler, the splits and every trial.",
+    "max_failures": "Stop after this many failed trials (default: the target or 3, whichever is more).",
+    "max_epochs": "Cap every trial's epochs (quick smoke runs).",
+    "backend": "local (worker processes) or ray (Ray Tune).",
+    "address": "Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT.",
+    "cpus_per_trial": "CPUs reserved per trial (ray).",
+    "gpus_per_trial": "GPUs per trial; fractions share a GPU (0.5 = 2 trials).",
+    "gpus": "GPUs to use: auto, none, or indices like 0,1,3.",
+    "log": "Enable a logger plugin (csv, tensorboard); repeatable.",
+    "checkpoint_every": "Checkpoint a running trial at most this often (seconds), so a killed trial continues "
+                        "from its last epoch.",
+    "dry_run": "Check everything and show the plan; write nothing.",
+}
+
 
 @app.command()
 def search(
-    plugin: Annotated[str, typer.Option("--plugin", "-p", help="Plugin to search with (see: automl plugins).")],
-    dataset: Annotated[str | None, typer.Option(help="Dataset of the plugin (default: the plugin's).")] = None,
-    space: Annotated[list[str] | None, typer.Option("--space", help="Model family; repeat to search several.")] = None,
-    metric: Annotated[str | None, typer.Option(help="Metric to optimise (default: the plugin's).")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="Path to the dataset's files.")] = None,
-    option: Annotated[list[str] | None, typer.Option("--option", help="Dataset option key=value; repeatable.")] = None,
-    trials: Annotated[int, typer.Option(help="Number of finished trials to reach.")] = _D.trials,
-    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    plugin: Annotated[str, typer.Option("--plugin", "-p", help=HELP["plugin"])],
+    dataset: Annotated[str | None, typer.Option(help=HELP["dataset"])] = None,
+    space: Annotated[list[str] | None, typer.Option("--space", help=HELP["space"])] = None,
+    metric: Annotated[str | None, typer.Option(help=HELP["metric"])] = None,
+    data: Annotated[str | None, typer.Option("--data", help=HELP["data"])] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help=HELP["option"])] = None,
+    trials: Annotated[int, typer.Option(help=HELP["trials"])] = _D.trials,
+    timeout: Annotated[float | None, typer.Option(help=HELP["timeout"])] = None,
     workers: WorkersOpt = _D.workers,
-    sampler: Annotated[str, typer.Option(help="tpe, random, cmaes, gp or qmc.")] = _D.sampler,
-    pruner: Annotated[str, typer.Option(help="median, asha, hyperband or none.")] = _D.pruner,
-    study: Annotated[str | None, typer.Option(help="Study name (default: plugin-dataset-time).")] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: a SQLite file under studies/).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the sampler, the splits and every trial.")] = _D.seed,
-    max_failures: Annotated[int | None, typer.Option(help="Stop after this many failed trials (default: the target or 3, whichever is more).")] = None,
-    max_epochs: Annotated[int | None, typer.Option(help="Cap every trial's epochs (quick smoke runs).")] = None,
-    backend: Annotated[str, typer.Option(help="local (worker processes) or ray (Ray Tune).")] = _D.backend,
-    address: Annotated[str | None, typer.Option(help="Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT.")] = None,
-    cpus_per_trial: Annotated[float | None, typer.Option(help="CPUs reserved per trial (ray).")] = None,
-    gpus_per_trial: Annotated[float | None, typer.Option(help="GPUs per trial; fractions share a GPU (0.5 = 2 trials).")] = None,
-    gpus: Annotated[str, typer.Option(help="GPUs to use: auto, none, or indices like 0,1,3.")] = _D.gpus,
-    log: Annotated[list[str] | None, typer.Option("--log", help="Enable a logger plugin (csv, tensorboard); repeatable.")] = None,
-    checkpoint_every: Annotated[float, typer.Option(help="Checkpoint a running trial at most this often (seconds), so a killed trial continues from its last epoch.")] = _D.checkpoint_every_s,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and show the plan; write nothing.")] = False,
+    sampler: Annotated[str, typer.Option(help=HELP["sampler"])] = _D.sampler,
+    pruner: Annotated[str, typer.Option(help=HELP["pruner"])] = _D.pruner,
+    study: Annotated[str | None, typer.Option(help=HELP["study"])] = None,
+    storage: Annotated[str | None, typer.Option(help=HELP["storage"])] = None,
+    seed: Annotated[int, typer.Option(help=HELP["seed"])] = _D.seed,
+    max_failures: Annotated[int | None, typer.Option(help=HELP["max_failures"])] = None,
+    max_epochs: Annotated[int | None, typer.Option(help=HELP["max_epochs"])] = None,
+    backend: Annotated[str, typer.Option(help=HELP["backend"])] = _D.backend,
+    address: Annotated[str | None, typer.Option(help=HELP["address"])] = None,
+    cpus_per_trial: Annotated[float | None, typer.Option(help=HELP["cpus_per_trial"])] = None,
+    gpus_per_trial: Annotated[float | None, typer.Option(help=HELP["gpus_per_trial"])] = None,
+    gpus: Annotated[str, typer.Option(help=HELP["gpus"])] = _D.gpus,
+    log: Annotated[list[str] | None, typer.Option("--log", help=HELP["log"])] = None,
+    checkpoint_every: Annotated[float, typer.Option(help=HELP["checkpoint_every"])] = _D.checkpoint_every_s,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help=HELP["dry_run"])] = False,
     plugin_path: PluginPathOpt = [],
 ) -> int:
     """Run a search and store it as a study."""
@@ -156,7 +185,8 @@ def _show_result(session: Any, best: dict | None) -> None:
 @app.command()
 def resume(
     name: StudyArg,
-    trials: Annotated[int | None, typer.Option(help="Run this many more finished trials (default: up to the target).")] = None,
+    trials: Annotated[int | None, typer.Option(help="Run this many more finished trials (default: up to the "
+                                                    "target).")] = None,
     workers: Annotated[int | None, typer.Option(help="Workers (default: as stored).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be rerun, and stop.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Continue even if the search space changed.")] = False,
@@ -187,7 +217,8 @@ def resume(
 @app.command()
 def worker(
     name: StudyArg,
-    storage: Annotated[str | None, typer.Option(help="The study's storage URL, when it is not under studies/ here (a shared PostgreSQL or MySQL).")] = None,
+    storage: Annotated[str | None, typer.Option(help="The study's storage URL, when it is not under studies/ here "
+                                                     "(a shared PostgreSQL or MySQL).")] = None,
     workers: WorkersOpt = 1,
     plugin_path: PluginPathOpt = [],
 ) -> int:
@@ -206,7 +237,8 @@ def leaderboard(
     name: StudyArg,
     top: Annotated[int | None, typer.Option(help="Show only the best K trials.")] = None,
     format: Annotated[Fmt, typer.Option("--format", help="table, json or csv.")] = Fmt.table,
-    best: Annotated[bool, typer.Option("--best", help="Show the best trial in detail (params, confusion matrix).")] = False,
+    best: Annotated[bool, typer.Option("--best", help="Show the best trial in detail (params, confusion "
+                                                      "matrix).")] = False,
 ) -> None:
     """Show a study's trials, best first."""
     from automl.output import render

@@ -17,7 +17,8 @@ TrialOpt = Annotated[int | None, typer.Option("--trial", help="A trial whose wei
 @app.command()
 def report(
     name: StudyArg,
-    out: Annotated[str | None, typer.Option("--out", help="HTML file to write (default: studies/NAME/report.html).")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="HTML file to write (default: "
+                                                          "studies/NAME/report.html).")] = None,
 ) -> None:
     """Write one self-contained HTML report of a study (opens offline)."""
     from automl.output.report import write_report
@@ -72,11 +73,13 @@ def export(
 
 @app.command()
 def predict(
-    source: Annotated[str, typer.Argument(help="A study name or a folder written by automl export.", show_default=False)],
+    source: Annotated[str, typer.Argument(help="A study name or a folder written by automl "
+                                               "export.", show_default=False)],
     data: Annotated[str, typer.Option("--data", help="New data, read by the plugin's own loader.")],
     out: Annotated[str | None, typer.Option("--out", help="CSV file to write (default: standard output).")] = None,
     trial: TrialOpt = None,
-    option: Annotated[list[str] | None, typer.Option("--option", help="Dataset option key=value (e.g. text_column=body).")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="Dataset option key=value (e.g. "
+                                                                      "text_column=body).")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 1024,
 ) -> None:
     """Predict on new data with the best (or an exported) model; writes CSV."""

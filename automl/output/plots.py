@@ -122,7 +122,7 @@ def parallel(trials: list[FrozenTrial], params: list[str], metric: str, maximize
     for i, t in enumerate(done):
         ys = [col[0][i] for col in columns] + [obj[i]]
         ax.plot(xs, ys, color=cmap(norm(t.value)), alpha=0.8, linewidth=1.2)
-    for x, (name, (_, labels, log)) in enumerate(zip(params, columns)):
+    for x, (_, labels, _log) in enumerate(columns):
         ax.axvline(x, color="#888", linewidth=0.8)
         if labels:
             for j, label in enumerate(labels):

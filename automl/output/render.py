@@ -18,7 +18,8 @@ def fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3) else f"{value:.{digits}f}"
+        tiny_or_huge = abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3)
+        return f"{value:.{digits}g}" if tiny_or_huge else f"{value:.{digits}f}"
     return str(value)
 
 

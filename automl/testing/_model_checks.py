@@ -185,7 +185,8 @@ def _targets(bundle: DataBundle, limit: int = 5000) -> np.ndarray:
 
 def toy_predictions(task: str, y: np.ndarray, num_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Perfect and poor predictions for targets ``y``: for classification, probabilities with
-    the mass on the true class, or on a wrong class with the true class least likely; for regression, the targets, or their mirror
+    the mass on the true class, or on a wrong class with the true class least likely; for
+    regression, the targets, or their mirror
     image about the mean shifted by one standard deviation."""
     if task == "classification":
         c = int(num_classes or (int(y.max()) + 1))

@@ -39,10 +39,12 @@ def register_datasets(register) -> None:
     register(Dataset(predict_new=predict_sequences, name="promoters", task="classification", load=_data.load_promoters,
                      description="built-in: 2,000 promoter-like DNA sequences, planted TATA-box motif, "
                                  "25% positive"))
-    register(Dataset(predict_new=predict_sequences, name="fasta", task="classification", load=_data.load_fasta, needs_path=True,
+    register(Dataset(predict_new=predict_sequences, name="fasta", task="classification", load=_data.load_fasta,
+                     needs_path=True,
                      options=(ALPHABET, Option("labels", str, None, "CSV of id,label (else labels from '>id|label')")),
                      description="--data PATH: FASTA with '>id|label' headers or --option labels=CSV"))
-    register(Dataset(predict_new=predict_sequences, name="csv", task="classification", load=_data.load_csv, needs_path=True,
+    register(Dataset(predict_new=predict_sequences, name="csv", task="classification", load=_data.load_csv,
+                     needs_path=True,
                      options=(ALPHABET, Option("sequence_column", str, "sequence", "column of the sequences"),
                               Option("label_column", str, "label", "column of the labels")),
                      description="--data PATH: CSV with sequence and label columns"))

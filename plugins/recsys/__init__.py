@@ -48,7 +48,8 @@ def register_datasets(register) -> None:
                      options=_options(True, "leave_last_out"),
                      description="built-in: 600 users x 300 items from a low-rank model with popularity "
                                  "skew; implicit, leave-last-out"))
-    register(Dataset(predict_new=predict_users, name="ratings", task="regression", load=_data.load_ratings, needs_path=True,
+    register(Dataset(predict_new=predict_users, name="ratings", task="regression", load=_data.load_ratings,
+                     needs_path=True,
                      options=_options(False, "random"),
                      description="--data PATH: user,item,rating[,timestamp] CSV/TSV (MovieLens u.data, "
                                  "ratings.csv); --option implicit=true for ranking"))

@@ -82,7 +82,8 @@ def predict_users(model: nn.Module, path: str, ctx: PredictContext) -> Predictio
             scores = scores.float()
             scores[:, 0] = -torch.inf  # id 0: an item unseen in train
             top = scores.topk(k, dim=1)
-            for row, (idx, val) in zip(keep[start:start + 256], zip(top.indices.cpu().tolist(), top.values.cpu().tolist())):
+            pairs = zip(top.indices.cpu().tolist(), top.values.cpu().tolist())
+            for row, (idx, val) in zip(keep[start:start + 256], pairs):
                 out += [{"id": rows[row][0], "rank": r + 1, "item": items_vocab[i - 1], "score": round(s, 6)}
                         for r, (i, s) in enumerate(zip(idx, val))]
     return Predictions(out, {"users": len(keep), "skipped users (unknown)": len(rows) - len(keep), "k": k})

@@ -94,7 +94,8 @@ class RankingEval:
             rows = np.repeat(np.arange(len(batch)), lens)
             cols = np.concatenate([seen[indptr[b]:indptr[b + 1]] for b in batch]) if len(batch) else []
             scores[:, 0] = -torch.inf
-            scores[torch.from_numpy(rows).to(scores.device), torch.as_tensor(cols, dtype=torch.long).to(scores.device)] = -torch.inf
+            seen = (torch.from_numpy(rows).to(scores.device), torch.as_tensor(cols, dtype=torch.long).to(scores.device))
+            scores[seen] = -torch.inf
             out.append(scores.topk(k, dim=1).indices.cpu().numpy())
         y_pred = np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
         return y_true, y_pred

@@ -45,15 +45,18 @@ def register_datasets(register) -> None:
                      needs_path=True,
                      description="your images: DIR/<class>/*.png|jpg, or DIR/train|val|test/<class>/...",
                      options=(Option("size", int, 32, "side in pixels every image is resized to"),
-                              Option("stream_above", int, 20000, "stream from disk (DataLoader) above this many images"),
+                              Option("stream_above", int, 20000, "stream from disk (DataLoader) above this many "
+                                                                 "images"),
                               Option("workers", int, 2, "DataLoader worker processes when streaming"),
-                              Option("flip", bool, True, "a horizontal flip keeps the label (flips are then searched)"))))
+                              Option("flip", bool, True, "a horizontal flip keeps the label (flips are then "
+                                                         "searched)"))))
     register(Dataset(name="mnist", task="classification", load=load_mnist, predict_new=predict_images,
                      needs_path=True, options=(VAL,),
                      description="MNIST from its IDX files (automl datasets download mnist --data DIR)"))
     register(Dataset(name="fashion-mnist", task="classification", load=load_fashion_mnist, predict_new=predict_images,
                      needs_path=True, options=(VAL,),
-                     description="Fashion-MNIST from its IDX files (automl datasets download fashion-mnist --data DIR)"))
+                     description="Fashion-MNIST from its IDX files (automl datasets download fashion-mnist --data "
+                                 "DIR)"))
     register(Dataset(name="cifar10", task="classification", load=load_cifar10, predict_new=predict_images,
                      needs_path=True, options=(VAL,),
                      description="CIFAR-10, binary version (automl datasets download cifar10 --data DIR)"))

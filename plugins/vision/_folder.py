@@ -91,7 +91,8 @@ def scan(root: Path) -> tuple[list[str], dict[str, list[tuple[Path, int]]] | lis
 
 def _at_least_two(names: list[str], root: Path) -> None:
     if len(names) < 2:
-        raise UserError(f"dataset 'imagefolder': {root} has {len(names)} class folder(s); classification needs at least 2")
+        raise UserError(f"dataset 'imagefolder': {root} has {len(names)} class folder(s); classification needs at "
+                        f"least 2")
 
 
 def decode(path: Path, size: int) -> tuple[np.ndarray, bool]:

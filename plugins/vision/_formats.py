@@ -62,7 +62,8 @@ def _find(root: Path, stem: str, folders: list[str], name: str) -> Path:
 
 def _root(path: Any, name: str) -> Path:
     if not path:
-        raise UserError(f"dataset {name!r} needs --data DIR (get the files with: automl datasets download {name} --data DIR)")
+        raise UserError(f"dataset {name!r} needs --data DIR (get the files with: automl datasets download {name} "
+                        f"--data DIR)")
     root = Path(path)
     if not root.exists():
         raise UserError(f"dataset {name!r}: {root} does not exist; get the files with: "

@@ -41,7 +41,8 @@ def test_space_forward_backward(name, task):
         assert train["epochs"] >= 1 and 0 <= cfg["dropout"] <= 0.5
         model = build_model(SPACES[name], cfg, info)
         num = torch.randn(8, 4)
-        cat = torch.stack([torch.randint(0, c, (8,)) for c in cards], 1) if cards else torch.zeros(8, 0, dtype=torch.long)
+        cat = (torch.stack([torch.randint(0, c, (8,)) for c in cards], 1) if cards
+               else torch.zeros(8, 0, dtype=torch.long))
         out = model(num=num, cat=cat)
         assert out.shape == ((8, 3) if task == "classification" else (8,))
         out.float().pow(2).mean().backward()
