@@ -110,16 +110,34 @@ def log_loss(y_true, y_pred) -> float:
     return float(_skm().log_loss(y_true, np.clip(y_pred, 1e-7, 1.0), labels=_classes(y_pred)))
 
 
+# The regression scores are plain numpy, as accuracy is: they run after every epoch of every
+# trial, and scikit-learn's import alone costs about a second in each worker process. They
+# give scikit-learn's numbers (tests/test_metrics.py compares them).
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    t, p = np.asarray(y_true, dtype=np.float64).reshape(-1), np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if t.shape != p.shape or not len(t):
+        raise ValueError(f"y_true has {t.shape[0]} values and y_pred {p.shape[0]}; expected the same, at least 1")
+    return t, p
+
+
 def rmse(y_true, y_pred) -> float:
-    return float(math.sqrt(_skm().mean_squared_error(y_true, y_pred)))
+    t, p = _pair(y_true, y_pred)
+    return float(math.sqrt(np.mean((t - p) ** 2)))
 
 
 def mae(y_true, y_pred) -> float:
-    return float(_skm().mean_absolute_error(y_true, y_pred))
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean(np.abs(t - p)))
 
 
 def r2(y_true, y_pred) -> float:
-    return float(_skm().r2_score(y_true, y_pred))
+    """Coefficient of determination; as scikit-learn, 1.0 for a perfect fit of a constant
+    target and 0.0 for an imperfect one."""
+    t, p = _pair(y_true, y_pred)
+    residual, total = float(np.sum((t - p) ** 2)), float(np.sum((t - t.mean()) ** 2))
+    if total == 0.0:
+        return 1.0 if residual == 0.0 else 0.0
+    return 1.0 - residual / total
 
 
 def _has_classes(n: int, info: DataInfo) -> bool:

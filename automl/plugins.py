@@ -170,14 +170,15 @@ class Registry:
         """Raise :class:`UserError` for a ``--log NAME`` that cannot be used: an unknown name
         (with the valid ones), or a logger plugin that is blocked or unavailable (with its
         reason, e.g. the package to install)."""
-        valid = self.loggers()
         for name in names:
             plugin = self.plugins.get(name)
             if plugin is not None and plugin.blocked:
                 raise UserError(f"logger {name!r} is not in AUTOML_PLUGINS={os.environ.get('AUTOML_PLUGINS')}")
             if plugin is not None and plugin.error:
                 raise UserError(f"logger {name!r} is unavailable: {plugin.error}")
-            if name not in valid:
+            if plugin is None or plugin.info is None or not plugin.info.opt_in:
+                # Only on this error path are all plugins imported, to list the loggers.
+                valid = load_registry().loggers() if self.unloaded else self.loggers()
                 raise UserError(f"unknown logger {name!r}; loggers: {', '.join(valid) or 'none installed'}")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 #: Section name -> module; cheap ones first, the long time-to-accuracy race last.
 SECTIONS = {
+    "cli": "benchmarks.bench_cli",
     "engine": "benchmarks.bench_engine",
     "trainer": "benchmarks.bench_trainer",
     "storage": "benchmarks.bench_storage",

@@ -111,7 +111,14 @@ def _ray(r: dict[str, Any]) -> list[Row]:
              _yes(r["ratio"] < 1.15))]
 
 
-FORMATTERS = {"engine": _engine, "trainer": _trainer, "accuracy": _accuracy, "scaling": _scaling,
+def _cli(r: dict[str, Any]) -> list[Row]:
+    return [("cli", f"`{row['command'].replace('_', ' ')}`: median of {r['repeats']}", f"{row['median_s']} s",
+             f"{row['vs_python']}x bare python ({r['python_s']} s), {row['vs_import_torch']}x `import torch` "
+             f"({r['import_torch_s']} s) (load {r['load_avg_1m']})", f"<= {row['goal_s']} s", _yes(row["met"]))
+            for row in r["rows"]]
+
+
+FORMATTERS = {"cli": _cli, "engine": _engine, "trainer": _trainer, "accuracy": _accuracy, "scaling": _scaling,
               "pruning": _pruning, "storage": _storage, "ray": _ray}
 
 

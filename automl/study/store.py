@@ -96,8 +96,22 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(make_url(url).database or "")
 
 
+#: Storages opened by this process, by (pid, URL): opening one (engine, schema check) costs
+#: about 0.1 s, and a search opens its study several times. Keyed by pid: an engine must not
+#: cross a fork.
+_STORAGES: dict[tuple[int, str], RDBStorage] = {}
+
+
+def forget_storage(url: str) -> None:
+    """Drop this process's cached storage for ``url`` (its database is being replaced)."""
+    cached = _STORAGES.pop((os.getpid(), url), None)
+    if cached is not None:
+        cached.engine.dispose()
+
+
 def make_storage(url: str, create: bool = False) -> RDBStorage:
-    """An RDB storage with heartbeats, busy timeouts, and re-queueing of stale trials.
+    """An RDB storage with heartbeats, busy timeouts, and re-queueing of stale trials; one
+    per URL and process (``create=True`` always makes a new one).
 
     SQLite files are switched to WAL mode: readers (the progress display, ``automl
     leaderboard``) never block the workers' writes, and a killed writer leaves a consistent
@@ -105,6 +119,9 @@ def make_storage(url: str, create: bool = False) -> RDBStorage:
     ``create=True`` (a new study) creates tables: a reader racing a new study's creation
     must not create them too.
     """
+    key = (os.getpid(), url)
+    if not create and key in _STORAGES:
+        return _STORAGES[key]
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     engine_kwargs: dict[str, Any] = {}
     db = _sqlite_path(url)
@@ -129,6 +146,8 @@ def make_storage(url: str, create: bool = False) -> RDBStorage:
 
         event.listen(storage.engine, "connect", _sqlite_pragmas)
         storage.engine.dispose()
+    if not create:
+        _STORAGES[key] = storage
     return storage
 
 
@@ -219,6 +238,7 @@ def create(ref: StudyRef, spec: dict[str, Any], direction: str, sampler, pruner)
     renamed into place complete, so a reader (``automl studies``, a progress display) never
     sees - or races to initialise - a half-created database."""
     ref.dir.mkdir(parents=True, exist_ok=False)
+    forget_storage(ref.url)
     if ref.url != default_url(ref.dir):
         (ref.dir / "storage.url").write_text(ref.url + "\n")
     db = _sqlite_path(ref.url)
@@ -246,6 +266,7 @@ def create(ref: StudyRef, spec: dict[str, Any], direction: str, sampler, pruner)
 
 
 def _remove_empty(ref: StudyRef) -> None:
+    forget_storage(ref.url)
     for p in sorted(ref.dir.rglob("*"), reverse=True):
         p.unlink() if p.is_file() else p.rmdir()
     ref.dir.rmdir()

@@ -1,5 +1,6 @@
-"""automl.read_table: the table reader every plugin shares (CSV, TSV, JSON lines)."""
+"""automl.data: the table reader every plugin shares (CSV, TSV, JSON lines) and the row splitter."""
 
+import numpy as np
 import pytest
 
 from automl import UserError
@@ -49,3 +50,35 @@ def test_unreadable_files(tmp_path):
         read_table(tmp_path / "latin.csv")
     with pytest.raises(UserError, match="cannot be read"):
         read_table(tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize("n, val, test", [(10, 0.2, 0.2), (1797, 0.2, 0.2), (101, 0.1, 0.1), (9, 0.2, 0.3)])
+def test_three_way_split_partitions_rows_with_exact_sizes(n, val, test):
+    import math
+
+    from automl.data import three_way_split
+
+    train, val_idx, test_idx = three_way_split(n, 5, val=val, test=test)
+    assert (len(val_idx), len(test_idx)) == (math.ceil(val * n), math.ceil(test * n))
+    together = np.concatenate([train, val_idx, test_idx])
+    assert sorted(together.tolist()) == list(range(n))  # disjoint and complete
+    assert all(np.all(np.diff(part) > 0) for part in (train, val_idx, test_idx))  # sorted
+
+
+def test_three_way_split_is_seeded_and_stratified():
+    from automl.data import three_way_split
+
+    y = np.array([0] * 500 + [1] * 300 + [2] * 70 + [3] * 1)
+    a, b = three_way_split(len(y), 1, stratify=y), three_way_split(len(y), 1, stratify=y)
+    assert all(np.array_equal(x, z) for x, z in zip(a, b))
+    assert not np.array_equal(a[2], three_way_split(len(y), 2, stratify=y)[2])
+    for part, frac in zip(a, (0.6, 0.2, 0.2)):
+        counts = np.bincount(y[part], minlength=4)
+        assert np.all(np.abs(counts[:3] - frac * np.array([500, 300, 70])) <= 1.0 + 1e-9), counts
+
+
+def test_three_way_split_refuses_too_few_rows():
+    from automl.data import three_way_split
+
+    with pytest.raises(UserError, match="too few"):
+        three_way_split(2, 0)
