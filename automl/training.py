@@ -231,13 +231,15 @@ def fit(
     seed: int = 0,
     checkpoint: Path | None = None,
     checkpoint_every_s: float = 10.0,
+    after_batch: Callable[[], None] | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train`` and select its best epoch on ``data.val``.
 
     ``report(epoch, value, train_loss)`` is called after each epoch and may raise
     ``optuna.TrialPruned``. When ``checkpoint`` is given, the full training state (model,
     optimizer, scheduler, RNG, history) is saved there at most every ``checkpoint_every_s``
-    seconds, and a run that finds one continues from it.
+    seconds, and a run that finds one continues from it. ``after_batch()`` is called after
+    every optimizer step; it may raise to stop training at once (a worker asked to stop).
     """
     start = time.perf_counter()
     model.to(device)
@@ -300,6 +302,8 @@ def fit(
             total += loss.detach().float()
             n_batches += 1
             samples += int(yb.shape[0])
+            if after_batch is not None:
+                after_batch()
         if scheduler is not None:
             scheduler.step()
         train_loss = float(total) / max(1, n_batches)  # the one sync of the epoch

@@ -11,6 +11,17 @@ from pathlib import Path
 
 import pytest
 
+#: ``AUTOML_REPEAT_CRASH=20 pytest`` runs the whole suite in its usual order with every test of
+#: tests/test_crash.py (kills, signals, concurrent workers) run 20 times in its place, to show
+#: that they do not depend on what ran before them.
+REPEAT = int(os.environ.get("AUTOML_REPEAT_CRASH", "0") or 0)
+
+
+def pytest_generate_tests(metafunc):
+    if REPEAT > 1 and metafunc.module.__name__.rsplit(".", 1)[-1] == "test_crash":
+        metafunc.fixturenames.append("repeat_index")
+        metafunc.parametrize("repeat_index", range(REPEAT), ids=lambda i: f"repeat{i}")
+
 
 @dataclass
 class Result:

@@ -261,3 +261,39 @@ def test_a_worker_killed_on_its_own_is_an_error_and_its_trial_reruns(cli, studie
     assert trial.state == TrialState.RUNNING
     dry = cli("resume", "died", "--dry-run", "--plugin-path", TINY)
     assert dry.code == 0 and "rerun trial 0 (its process died)" in dry.out
+
+
+def _quiet(err: str) -> None:
+    """Nothing a user should not see: no traceback, no 'Exception ignored' from any process."""
+    for needle in ("Traceback", "Exception ignored", "KeyboardInterrupt", "database is locked"):
+        assert needle not in err, err[-3000:]
+
+
+@pytest.mark.parametrize("when", ["starting", "training", "twice"])
+def test_ctrl_c_to_the_whole_process_group_is_quiet(studies, cli_proc, when):
+    """A terminal's Ctrl-C goes to every process of the foreground group at once: the search,
+    its fork server and its workers. Wherever it lands, no process prints a traceback, the
+    search exits 130, and resume knows what to rerun."""
+    name = f"pg-{when}"
+    proc = subprocess.Popen([sys.executable, "-m", "automl", "search", "--plugin-path", TINY, "--plugin", "tinyplug",
+                             "--space", "slow", "--trials", "4", "--workers", "2", "--study", name],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "TINYPLUG_DELAY": "0.1"})
+    if when == "starting":
+        _wait_for(lambda: (studies / name / "study.db").exists(), proc)
+    else:
+        _wait_for(lambda: _count(studies, name, (TrialState.RUNNING,)) >= 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    if when == "twice":
+        time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, out + err
+    _quiet(err)
+    time.sleep(0.5)  # anything a worker might print after the search returned
+    dry = cli_proc("resume", name, "--dry-run")
+    assert dry.code == 0, dry.err
+    r = cli_proc("resume", name, env={"TINYPLUG_DELAY": "0.01"})
+    assert r.code == 0, r.err
+    _quiet(r.err)
+    assert sum(t.state in FINISHED for t in _study(studies, name).get_trials()) == 4

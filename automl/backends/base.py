@@ -23,6 +23,13 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from automl.study.spec import StudySpec
 
 
+class StopRequested(BaseException):
+    """Raised inside a trial process when the search asked it to stop (Ctrl-C or SIGTERM in
+    the main process, SIGTERM to the worker): the running trial is recorded as interrupted,
+    to be re-run by ``automl resume``. A BaseException, so no ``except Exception`` in trial
+    code mistakes it for the trial's own failure."""
+
+
 def error_reason(exc: BaseException) -> str:
     """An exception as the one-line reason stored with a failed trial."""
     text = str(exc).strip().splitlines()
@@ -41,8 +48,10 @@ class TrialRunner(Protocol):
     def sample(self, trial: optuna.Trial) -> dict[str, Any]:
         """Suggest every parameter of ``trial`` without training (Ray's driver samples)."""
 
-    def __call__(self, trial: optuna.Trial, on_epoch: Callable[[int, float, float], None] | None = None) -> float:
-        """Run the trial; return its value. Raises ``optuna.TrialPruned`` when pruned."""
+    def __call__(self, trial: optuna.Trial, on_epoch: Callable[[int, float, float], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> float:
+        """Run the trial; return its value. Raises ``optuna.TrialPruned`` when pruned and
+        :class:`StopRequested` when ``should_stop()`` turns true between batches."""
 
 
 @dataclass

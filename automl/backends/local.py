@@ -10,8 +10,10 @@ parent (``kill -9`` of the search leaves no orphan taking trials).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import queue
 import signal
@@ -27,6 +29,7 @@ from automl.backends.base import (
     Job,
     Outcome,
     Snapshot,
+    StopRequested,
     StopSignals,
     TrialRunner,
     error_reason,
@@ -40,6 +43,18 @@ from automl.study.spec import StudySpec
 from automl.study.store import FINISHED, make_storage, quiet_optuna
 
 
+def _context() -> Any:
+    """Worker processes come from a fork server where the platform has one, else are spawned.
+
+    The fork server (the standard library's) is started early by :meth:`LocalBackend.warm_up`
+    and imports torch and the trial code once, in parallel with the main process's own work;
+    each worker is then forked from it already warm, instead of paying a second or two of
+    imports. Workers take the main process's environment and working folder from the job
+    (:func:`worker_main`), so they behave as spawned ones do.
+    """
+    return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+
+
 class LocalBackend:
     """Worker processes on this machine (``--backend local``, the default)."""
 
@@ -47,6 +62,17 @@ class LocalBackend:
 
     def check(self, spec: StudySpec) -> None:
         assign_devices(spec.workers, spec.gpus, spec.gpus_per_trial)
+
+    def warm_up(self, modules: list[str]) -> None:
+        """Start the fork server now, importing ``modules``, so workers start warm later."""
+        ctx = _context()
+        if ctx.get_start_method() != "forkserver":
+            return
+        from multiprocessing import forkserver
+
+        ctx.set_forkserver_preload(modules)
+        with _sigint_blocked():
+            forkserver.ensure_running()
 
     def run(self, job: Job, spec: StudySpec, stop: StopSignals,
             on_progress: Callable[[Snapshot], None] | None, poll_s: float) -> Outcome:
@@ -56,18 +82,21 @@ class LocalBackend:
         study = optuna.load_study(study_name=job.study_name, storage=make_storage(job.url))
         started = time.time()
         left = spec.trials - snapshot(study, spec.trials, started).finished
-        ctx = mp.get_context("spawn")
+        ctx = _context()
         failures, lock = ctx.Value("i", 0, lock=False), ctx.Lock()
-        errors = ctx.Queue()
+        errors, stop_event = ctx.Queue(), ctx.Event()
         devices = assign_devices(max(1, min(spec.workers, left)), spec.gpus, spec.gpus_per_trial)
         threads = threads_per_worker(len(devices))
         max_failures = spec.failure_limit
+        where = (dict(os.environ), os.getcwd())
         procs = [ctx.Process(target=worker_main, name=f"automl-worker-{i}",
-                             args=(job, device, threads, i, failures, max_failures, lock, errors))
+                             args=(job, device, threads, i, failures, max_failures, lock, errors, stop_event,
+                                   where))
                  for i, device in enumerate(devices)]
         reason = "finished"
-        for p in procs:
-            p.start()
+        with _sigint_blocked():
+            for p in procs:
+                p.start()
 
         def wait(seconds: float) -> None:
             for p in procs:
@@ -76,6 +105,7 @@ class LocalBackend:
         poll(lambda: any(p.is_alive() for p in procs), wait, study, spec.trials, started, on_progress, poll_s, stop)
         if stop.reason:
             reason = stop.reason
+            stop_event.set()
             if not _stop_workers(procs, poll_s, stop):
                 reason = "killed"
         errs = _drain(errors)
@@ -93,16 +123,37 @@ class LocalBackend:
         return Outcome(reason, snap, errs)
 
 
+@contextlib.contextmanager
+def _sigint_blocked():
+    """Start processes with SIGINT blocked: they inherit the signal mask (across fork and
+    exec, and so do the fork server's children), so a terminal's Ctrl-C, which goes to the
+    whole process group, is never delivered inside a worker - or inside the fork server while
+    it imports torch - where it would raise wherever the process happens to be: inside
+    SQLAlchemy, or during interpreter shutdown as "Exception ignored ... KeyboardInterrupt".
+    The main process records the signal and asks its workers to stop through an event.
+
+    In the main process a Ctrl-C that arrives during the block stays pending and is handled
+    as soon as the block ends: delayed by the few milliseconds a process start takes, never
+    lost. (Ignoring SIGINT instead would lose it: the kernel may discard an ignored signal.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # Started first: starting it unblocks SIGINT in this process whatever the mask was before.
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
 def _stop_workers(procs: list, poll_s: float, stop: StopSignals, grace_s: float = 30.0) -> bool:
-    """First Ctrl-C: ask workers to stop; their running trials are marked interrupted and
-    re-queued on resume. A second Ctrl-C (or the grace period) kills them at once: their
-    trials stay RUNNING with a dead owner, which resume detects. Returns False when killed."""
-    for p in procs:
-        if p.is_alive() and p.pid:
-            try:
-                os.kill(p.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
+    """After the first Ctrl-C (the stop event is set): wait for the workers to stop; their
+    running trials are marked interrupted and re-queued on resume. A second Ctrl-C (or the
+    grace period) kills them at once: their trials stay RUNNING with a dead owner, which
+    resume detects. Returns False when killed."""
     end = time.time() + grace_s
     while any(p.is_alive() for p in procs) and time.time() < end and not stop.at_once:
         for p in procs:
@@ -125,37 +176,64 @@ def _drain(q: Any) -> list[str]:
             return out
 
 
-def _die_with_parent(parent: int) -> None:
-    """A worker must not outlive ``kill -9`` of its parent: it would keep taking trials."""
-    try:
+def _die_with_parent() -> None:
+    """A worker must not outlive ``kill -9`` of the search: it would keep taking trials.
+
+    The search process holds the write end of a pipe whose read end is this process's
+    "parent sentinel" (multiprocessing's, for spawned and fork-server workers alike): it
+    becomes readable the moment the search dies, and a thread waiting on it ends the worker.
+    PR_SET_PDEATHSIG also ends a spawned worker with its direct parent."""
+    with contextlib.suppress(OSError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    parent = mp.parent_process()
+    if parent is None:
+        return
 
     def watch() -> None:
-        while True:
-            if os.getppid() != parent:
-                os._exit(1)
-            time.sleep(0.5)
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
 
-    threading.Thread(target=watch, daemon=True).start()
+    threading.Thread(target=watch, name="automl-parent-watch", daemon=True).start()
+
+
+class _ShouldStop:
+    """A worker's stop flag: set by the search (its stop event) or by a SIGTERM or SIGINT
+    sent to this worker, which the handlers only record (never raise)."""
+
+    def __init__(self, event: Any) -> None:
+        self.event, self.signalled = event, False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._record)
+
+    def _record(self, signum: int, frame: Any) -> None:
+        self.signalled = True
+
+    def __call__(self) -> bool:
+        return self.signalled or self.event.is_set()
 
 
 def worker_main(job: Job, device: str, threads: int, index: int, failures: Any, max_failures: int,
-                lock: Any, errors: Any) -> None:
-    """Entry point of a local worker process."""
+                lock: Any, errors: Any, stop_event: Any, where: tuple[dict[str, str], str] | None = None) -> None:
+    """Entry point of a local worker process. ``where`` is the main process's environment
+    and working folder, which a worker forked from the fork server would not otherwise have."""
+    should_stop = _ShouldStop(stop_event)
+    if where is not None:
+        env, cwd = where
+        os.environ.clear()
+        os.environ.update(env)
+        os.chdir(cwd)
     import optuna
     import torch
 
-    _die_with_parent(os.getppid())
+    _die_with_parent()
     try:
         torch.set_num_threads(max(1, threads))
         runner = job.factory(job, device)
         storage = make_storage(job.url)
         study = optuna.load_study(study_name=job.study_name, storage=storage,
                                   sampler=runner.sampler(index), pruner=runner.pruner())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRequested):
         return
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which exits cleanly
         errors.put(f"worker {index} could not start: {error_reason(exc)}")
@@ -163,8 +241,8 @@ def worker_main(job: Job, device: str, threads: int, index: int, failures: Any, 
         return
     try:
         _take_trials(job, Slots(study, storage, Path(job.study_dir) / "slots.lock", device=device),
-                     study, storage, runner, failures, max_failures, lock)
-    except KeyboardInterrupt:
+                     study, storage, runner, failures, max_failures, lock, should_stop)
+    except (KeyboardInterrupt, StopRequested):
         return
     except Exception as exc:  # noqa: BLE001 - e.g. the store failing outside a trial: reported
         errors.put(f"worker {index} stopped: {error_reason(exc)}")
@@ -172,11 +250,12 @@ def worker_main(job: Job, device: str, threads: int, index: int, failures: Any, 
 
 
 def _take_trials(job: Job, slots: Slots, study: Any, storage: Any, runner: TrialRunner,
-                 failures: Any, max_failures: int, lock: Any) -> None:
-    """Claim and run trials until the target, the failure limit or the deadline is reached."""
+                 failures: Any, max_failures: int, lock: Any, should_stop: Any = None) -> None:
+    """Claim and run trials until the target, the failure limit or the deadline is reached,
+    or the search asks to stop."""
     heartbeat = Heartbeat(storage)
     try:
-        while True:
+        while should_stop is None or not should_stop():
             with lock:
                 if failures.value >= max_failures:
                     return
@@ -185,26 +264,27 @@ def _take_trials(job: Job, slots: Slots, study: Any, storage: Any, runner: Trial
             trial = slots.claim()
             if trial is None:
                 return
-            if run_trial(study, runner, trial, heartbeat) not in FINISHED:
+            if run_trial(study, runner, trial, heartbeat, should_stop) not in FINISHED:
                 with lock:
                     failures.value += 1
     finally:
         heartbeat.close()
 
 
-def run_trial(study: Any, runner: TrialRunner, trial: Any, heartbeat: Heartbeat) -> Any:
+def run_trial(study: Any, runner: TrialRunner, trial: Any, heartbeat: Heartbeat, should_stop: Any = None) -> Any:
     """Run a claimed trial and tell Optuna the outcome; returns its state. The heartbeat keeps
-    the trial alive in the storage, so a worker that dies is detected by others."""
+    the trial alive in the storage, so a worker that dies is detected by others. A trial
+    stopped by ``should_stop`` is told FAIL, marked interrupted, and the stop goes on up."""
     import optuna
     from optuna.trial import TrialState
 
     with heartbeat.beating(trial._trial_id):
         try:
-            value = runner(trial)
+            value = runner(trial, should_stop=should_stop) if should_stop is not None else runner(trial)
             frozen = study.tell(trial, value)
         except optuna.TrialPruned:
             frozen = study.tell(trial, state=TrialState.PRUNED)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StopRequested):
             trial.set_user_attr("interrupted", True)
             study.tell(trial, state=TrialState.FAIL)
             raise

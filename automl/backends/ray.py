@@ -187,6 +187,9 @@ class RayBackend:
     def check(self, spec: StudySpec) -> None:
         parse_gpus(spec.gpus, cuda_count())
 
+    def warm_up(self, modules: list[str]) -> None:
+        return None  # Ray starts its own worker processes
+
     def run(self, job: Job, spec: StudySpec, stop: StopSignals,
             on_progress: Callable[[Snapshot], None] | None, poll_s: float) -> Outcome:
         """Run the study's remaining trials as Ray Tune trials."""

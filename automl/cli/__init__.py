@@ -6,6 +6,8 @@ click) into one line on stderr and exit code 2, with no traceback.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 
 import typer
@@ -32,6 +34,17 @@ def _add_plugin_commands() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """The ``automl`` entry point: run one command and exit with its code (2 for bad input)."""
+    try:
+        _main(argv)
+    finally:
+        if argv is None:
+            # The command is done and the process is exiting: a late Ctrl-C would otherwise
+            # interrupt the interpreter's shutdown and print "Exception ignored ...".
+            with contextlib.suppress(ValueError):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _main(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else argv
     command = typer.main.get_command(app)
     if args and args[0] not in getattr(command, "commands", {}) and args[0] not in HELP_ARGS:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from automl.backends.base import StopSignals
 from automl.errors import UserError
 from automl.study.spec import StudySpec
 
@@ -117,30 +118,41 @@ def search(
         timeout=timeout, workers=workers, max_failures=max_failures, max_epochs=max_epochs, backend=backend,
         address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
         loggers=list(log or []), checkpoint_every_s=checkpoint_every, plugin_paths=list(plugin_path))
-    session = search_session.plan_search(spec, study, storage)
+    # Until the study is created, Ctrl-C raises at once (nothing is written yet); from then on
+    # it is recorded and acted on between steps, so it never leaves a half-written study.
+    session = search_session.plan_search(spec, study, storage, warm=not dry_run)
     s = session.spec
-    if not dry_run:
-        search_session.create_study(session)
-    console.print(f"[bold]automl[/] {'would create' if dry_run else ''} study [cyan]{session.ref.name}[/]: "
-                  f"plugin {s.plugin}, dataset {s.dataset}, space {', '.join(s.spaces)}, {s.metric} ({s.direction}), "
-                  f"{s.trials} trials, {s.workers} worker(s), {s.backend} backend, storage {session.ref.url}")
-    for key, value in session.bundle.summary.items():
-        console.print(f"  data: {key}: {value}")
-    if dry_run:
-        return 0
-    return _run_and_report(session)
+    with StopSignals() as stop:
+        if not dry_run:
+            search_session.create_study(session)
+        console.print(f"[bold]automl[/] {'would create' if dry_run else ''} study [cyan]{session.ref.name}[/]: "
+                      f"plugin {s.plugin}, dataset {s.dataset}, space {', '.join(s.spaces)}, {s.metric} "
+                      f"({s.direction}), {s.trials} trials, {s.workers} worker(s), {s.backend} backend, "
+                      f"storage {session.ref.url}")
+        for key, value in session.bundle.summary.items():
+            console.print(f"  data: {key}: {value}")
+        if dry_run:
+            return 0
+        return _run_and_report(session, stop)
 
 
-def _run_and_report(session: Any) -> int:
+def _stopped_code(stop: Any) -> int:
+    return 143 if stop.reason == "terminated" else 130
+
+
+def _run_and_report(session: Any, stop: Any) -> int:
     from automl.output import render
     from automl.search import session as search_session
 
     for w in session.warnings:
         err_console.print(f"[yellow]warning:[/] {w}")
+    if stop.reason:  # before any trial ran: the study is whole; resume runs it
+        err_console.print(f"stopped before any trial ran; continue with: automl resume {session.ref.name}")
+        return _stopped_code(stop)
     if session.requeued:
         console.print(f"re-queued trials {', '.join(map(str, session.requeued))} (their runs did not finish)")
     with render.SearchProgress(console, session.spec.trials, session.metric.name) as progress:
-        outcome = search_session.run(session, on_progress=progress.update)
+        outcome = search_session.run(session, on_progress=progress.update, stop=stop)
     if outcome.reason == "killed":  # a second Ctrl-C: out at once; resume recovers the trials
         err_console.print(f"stopped at once; rerun the unfinished trials with: automl resume {session.ref.name}")
         return 130
@@ -199,7 +211,8 @@ def resume(
     from automl.search import session as search_session
     from automl.study.recovery import to_recover
 
-    session = search_session.plan_resume(name, trials, force, plugin_path, workers, backend, address)
+    session = search_session.plan_resume(name, trials, force, plugin_path, workers, backend, address,
+                                         warm=not dry_run)
     study = session.ref.load()
     finished = snapshot(study, session.spec.trials, 0).finished
     if dry_run:
@@ -211,7 +224,8 @@ def resume(
             err_console.print(f"[yellow]warning:[/] {w}")
         return 0
     console.print(f"[bold]automl[/] resuming [cyan]{name}[/]: {finished} of {session.spec.trials} trials finished")
-    return _run_and_report(session)
+    with StopSignals() as stop:
+        return _run_and_report(session, stop)
 
 
 @app.command()
@@ -226,10 +240,11 @@ def worker(
     from automl.backends import get_backend
     from automl.search import session as search_session
 
-    session = search_session.plan_resume(name, None, False, plugin_path, workers, storage=storage)
+    session = search_session.plan_resume(name, None, False, plugin_path, workers, storage=storage, warm=True)
     session.spec.backend, session.backend = "local", get_backend("local")
     console.print(f"[bold]automl[/] worker joining [cyan]{name}[/] ({session.ref.url}) with {workers} process(es)")
-    return _run_and_report(session)
+    with StopSignals() as stop:
+        return _run_and_report(session, stop)
 
 
 @app.command()

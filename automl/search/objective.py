@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 import torch
 
-from automl.backends.base import Job, error_reason
+from automl.backends.base import Job, StopRequested, error_reason
 from automl.errors import TrialFailed, UserError
 from automl.plugins import Registry, load_registry
 from automl.study.datasets import load_data
@@ -84,9 +84,11 @@ class Objective:
     def _event(self, trial: optuna.Trial, **kw: Any) -> TrialEvent:
         return TrialEvent(self.study_name, str(self.study_dir), trial.number, dict(trial.params), **kw)
 
-    def __call__(self, trial: optuna.Trial, on_epoch: Callable[[int, float, float], None] | None = None) -> float:
+    def __call__(self, trial: optuna.Trial, on_epoch: Callable[[int, float, float], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> float:
         """Run trial ``trial``; ``on_epoch(epoch, value, train_loss)`` is called after each
-        epoch (the Ray backend reports to Tune there)."""
+        epoch (the Ray backend reports to Tune there); when ``should_stop()`` turns true the
+        trial stops after its current batch, recorded as interrupted."""
         start = time.perf_counter()
         config: dict[str, Any] | None = None
         try:
@@ -94,11 +96,11 @@ class Objective:
             space = self.spaces[config["space"]]
             trial.set_user_attr("config", config)
             self.registry.call("on_trial_start", self.spec.loggers, event=self._event(trial, config=config))
-            value = self._train(trial, space, config, on_epoch)
+            value = self._train(trial, space, config, on_epoch, should_stop)
         except optuna.TrialPruned:
             self._end(trial, config, "PRUNED", None, start, None)
             raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StopRequested):
             trial.set_user_attr("interrupted", True)
             trial.set_user_attr("error", "interrupted")
             raise
@@ -116,7 +118,8 @@ class Objective:
             trial, config=config, state=state, value=value, duration_s=duration, error=error))
 
     def _train(self, trial: optuna.Trial, space: SearchSpace, config: dict[str, Any],
-               on_epoch: Callable[[int, float, float], None] | None) -> float:
+               on_epoch: Callable[[int, float, float], None] | None,
+               should_stop: Callable[[], bool] | None = None) -> float:
         data = space.prepare(self.bundle, config) if space.prepare else self.bundle
         seed = trial_seed(self.spec.seed, trial.number)
         tdir = self.study_dir / "trials" / str(trial.number)
@@ -141,6 +144,10 @@ class Objective:
             if epoch < last_epoch and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
+        def after_batch() -> None:
+            if should_stop is not None and should_stop():
+                raise StopRequested
+
         train_cfg = dict(config["train"])
         run: dict[str, Any] = {}
         for attempt in (0, 1):
@@ -149,7 +156,8 @@ class Objective:
             try:
                 result = fit(model, data, train_cfg, self.metric, self.device, step=space.step,
                              report=report, seed=seed, checkpoint=ckpt,
-                             checkpoint_every_s=self.checkpoint_every_s)
+                             checkpoint_every_s=self.checkpoint_every_s,
+                             after_batch=after_batch if should_stop is not None else None)
                 break
             except torch.OutOfMemoryError:
                 # Out of device memory: halve the batch once and retry before failing.

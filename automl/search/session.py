@@ -72,6 +72,12 @@ def _absolute(paths: list[str]) -> list[str]:
     return [os.path.abspath(p) if os.path.exists(p) else p for p in paths]
 
 
+def study_plugins(spec: StudySpec) -> set[str]:
+    """The plugins a search imports: its own and its loggers (``--log``); no other installed
+    plugin is imported, so a search starts as fast as its own plugin allows."""
+    return {spec.plugin, *spec.loggers}
+
+
 def check_plugin_paths(paths: list[str], study: str) -> list[str]:
     """A stored study's ``--plugin-path`` files, refused with their name when one moved."""
     for path in paths:
@@ -81,14 +87,18 @@ def check_plugin_paths(paths: list[str], study: str) -> list[str]:
     return paths
 
 
-def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = None) -> Session:
+def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = None,
+                warm: bool = False) -> Session:
     """Check and complete a new study's spec: resolve the plugin's names, load the data,
-    pick the metric, fingerprint data and spaces. Raises :class:`UserError`; writes nothing."""
+    pick the metric, fingerprint data and spaces. Raises :class:`UserError`; writes nothing.
+    ``warm``: the search will run, so the backend may start its trial processes' imports now."""
     spec.check()
     backend = get_backend(spec.backend)
     backend.check(spec)
+    if warm:
+        backend.warm_up([make_runner.__module__])
     spec.plugin_paths = _absolute(spec.plugin_paths)
-    registry = load_registry(spec.plugin_paths)
+    registry = load_registry(spec.plugin_paths, only=study_plugins(spec))
     registry.check_loggers(spec.loggers)
     resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces or None, spec.metric, spec.options)
     ref = new_ref(name or f"{spec.plugin}-{resolved.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage)
@@ -134,9 +144,9 @@ def fit_baselines(baselines: list[Baseline], bundle: DataBundle, metric: Metric)
 def plan_resume(name: str, more: int | None = None, force: bool = False,
                 plugin_paths: list[str] | None = None, workers: int | None = None,
                 backend: str | None = None, address: str | None = None,
-                storage: str | None = None) -> Session:
+                storage: str | None = None, warm: bool = False) -> Session:
     """Plan the continuation of a stored study; the backend may differ from the one that
-    started it (both write the same Optuna study)."""
+    started it (both write the same Optuna study). ``warm`` as for :func:`plan_search`."""
     check_counts(more, workers)
     backend_obj = get_backend(backend) if backend is not None else None
     ref = open_ref(name, storage)
@@ -144,7 +154,7 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
     spec = StudySpec.from_json(spec_of(study))
     if plugin_paths:
         spec.plugin_paths = _absolute(plugin_paths)
-    registry = load_registry(check_plugin_paths(spec.plugin_paths, name))
+    registry = load_registry(check_plugin_paths(spec.plugin_paths, name), only=study_plugins(spec))
     if spec.plugin not in registry.plugins:
         raise UserError(f"study {name!r} needs plugin {spec.plugin!r}, which is not installed; install "
                         f"the package that provides it (pip install <package>) or pass --plugin-path")
@@ -171,15 +181,18 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
         spec.backend, spec.address = backend, address
     chosen = backend_obj or get_backend(spec.backend)
     chosen.check(spec)
+    if warm:
+        chosen.warm_up([make_runner.__module__])
     session = Session(ref, spec, registry, resolved, bundle, metric, chosen, warnings=warnings)
     session.requeued = [t.number for t, _ in to_recover(study)]
     return session
 
 
 def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
-        poll_s: float = 0.5) -> Outcome:
+        poll_s: float = 0.5, stop: StopSignals | None = None) -> Outcome:
     """Run trials until the spec's target is reached, on the spec's backend. Ctrl-C and
-    SIGTERM are recorded and end the run cleanly (see :class:`StopSignals`)."""
+    SIGTERM are recorded and end the run cleanly (see :class:`StopSignals`); give ``stop``
+    when the caller already records them (the CLI does, from before the study is created)."""
     quiet_optuna()
     session.ref.ensure_dir()
     spec = session.spec
@@ -192,8 +205,10 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
         return Outcome("finished", snap)
     job = Job(session.ref.name, str(session.ref.dir), session.ref.url, spec.to_json(), make_runner,
               deadline=started + spec.timeout if spec.timeout else None)
-    with StopSignals() as stop:
+    if stop is not None:
         return session.backend.run(job, spec, stop, on_progress, poll_s)
+    with StopSignals() as own:
+        return session.backend.run(job, spec, own, on_progress, poll_s)
 
 
 def finalize(session: Session, study: optuna.Study | None = None, reason: str = "finished") -> dict[str, Any] | None:
