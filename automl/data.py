@@ -15,6 +15,7 @@ torch is imported only by the functions that run a model.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import sys
@@ -54,7 +55,9 @@ def read_table(path: str | Path, sniff: bool = True) -> dict[str, list[Any]]:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        # newline="": line breaks inside quoted cells reach the csv module as written.
+        with p.open(encoding="utf-8-sig", newline="") as fh:
+            text = fh.read()
     except UnicodeDecodeError:
         raise UserError(f"{p}: not a UTF-8 text file") from None
     except OSError as exc:
@@ -95,7 +98,7 @@ def _delimited(p: Path, text: str, sniff: bool) -> dict[str, list[Any]]:
             delimiter = ","
     kind = "TSV" if delimiter == "\t" else "CSV"
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long texts in one cell are fine
-    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     try:
         header = [h.strip() for h in next(reader)]
         # A blank line is no row; a row of empty cells is one (its cells are missing values).

@@ -130,6 +130,10 @@ def register_baselines(register: Callable[[Baseline], None]) -> None:
 def on_trial_start(event: TrialEvent) -> None:
     """Called in the worker process when a trial starts, after its parameters are sampled.
 
+    The lifecycle hooks (this one, ``on_epoch_end``, ``on_trial_end``, ``on_study_end``) reach
+    the search's own plugin, loggers named with ``--log``, and always-on plugins: those listed
+    in the ``automl.listeners`` entry-point group as well (see :class:`automl.PluginInfo`).
+
     Example::
 
         @hookimpl

@@ -45,6 +45,8 @@ from automl.types import (
 )
 
 ENTRY_POINT_GROUP = "automl.plugins"
+#: Plugins that hear every search's lifecycle events without ``--log`` list their name here too.
+LISTENER_GROUP = "automl.listeners"
 KINDS: dict[str, type] = {
     "datasets": Dataset,
     "spaces": SearchSpace,
@@ -288,6 +290,15 @@ def _load_path(path: str) -> tuple[str, Any]:
             raise _PathImportError(name, exc) from exc
         return name, module
     return path.rsplit(".", 1)[-1], importlib.import_module(path)
+
+
+def listener_names() -> set[str]:
+    """The always-on plugins: names in the ``automl.listeners`` entry-point group (read from
+    the installed distributions' metadata; nothing is imported). A search imports them, in
+    every process, besides its own plugin and its ``--log`` loggers."""
+    if os.environ.get("AUTOML_DISABLE_PLUGIN_AUTOLOAD", "") in ("1", "true", "yes"):
+        return set()
+    return {ep.name for ep in entry_points(group=LISTENER_GROUP)}
 
 
 def load_registry(plugin_paths: tuple[str, ...] | list[str] = (),

@@ -245,9 +245,9 @@ def fit(
     model.to(device)
     if device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
         model.to(memory_format=torch.channels_last)
-    train = _to_device(data.train, device)
-    moved = DataBundle(train, _to_device(data.val, device), _to_device(data.test, device),
-                       data.info, data.state, data.summary, data.evaluate)
+    train, val = _to_device(data.train, device), _to_device(data.val, device)
+    # The test split stays where it is: training and model selection never read it.
+    moved = DataBundle(train, val, data.test, data.info, data.state, data.summary, data.evaluate)
     epochs, bs = int(cfg.get("epochs", 10)), int(cfg.get("batch_size", 64))
     patience = int(cfg.get("patience", 5))
     optimizer = make_optimizer(model, cfg)
@@ -255,22 +255,26 @@ def fit(
                  if cfg.get("scheduler") == "cosine" else None)
     loss_fn = default_loss(data.info, cfg, train, device)
     gen = torch.Generator().manual_seed(seed)
-    ctx = TrainContext(cfg, data.info, moved, device, loss_fn, gen)
+    ctx = TrainContext(cfg, data.info, train, val, device, loss_fn, gen)
     sign = 1.0 if metric.direction == "maximize" else -1.0
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     clip = cfg.get("grad_clip")
 
     best_value, best_epoch, best_state, history, first_epoch = -math.inf * sign, -1, None, [], 0
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+        # Loaded on the CPU, whatever device saved it: RNG states must be CPU tensors, and
+        # load_state_dict moves weights and optimizer state to the model's device.
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and "scheduler" in state:
             scheduler.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         best_value, best_epoch = float(state["best_value"]), int(state["best_epoch"])
-        best_state = state["best_state"]
+        best_state = {k: v.to(device) for k, v in state["best_state"].items()}
         history = [dict(zip(("epoch", "train_loss", "value"), map(float, row))) for row in state["history"]]
         first_epoch = int(state["epoch"]) + 1
     last_save, samples = time.perf_counter(), 0
@@ -339,6 +343,7 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, gen, epoch, best_v
         "optimizer": optimizer.state_dict(),
         "generator": gen.get_state(),
         "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
         "epoch": epoch,
         "best_value": best_value,
         "best_epoch": best_epoch,
@@ -351,3 +356,121 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, gen, epoch, best_v
     tmp = path.with_suffix(".tmp")
     torch.save(copy.copy(state), tmp)
     tmp.replace(path)
+
+
+class CheckError(Exception):
+    """A model that cannot train on its data, found by :func:`check_space`. ``stage`` says
+    where: ``build``, ``batch`` (forward on a train batch), ``output`` (its shape),
+    ``loss``, ``backward``, ``evaluate`` (the validation split) or ``metric``."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+def _first_rows(split: Split | StreamSplit, size: int) -> tuple[Any, torch.Tensor]:
+    if isinstance(split, Split):
+        return split.take(torch.arange(min(size, len(split)), device=split.targets.device))
+    loader = torch.utils.data.DataLoader(split.dataset, batch_size=size, shuffle=False, num_workers=0)
+    return next(iter(loader))
+
+
+def _check_output(out: Any, info: DataInfo, rows: int) -> None:
+    if not isinstance(out, torch.Tensor):
+        raise CheckError("output", f"the model returned {type(out).__name__}, not a tensor")
+    if info.task == "classification" and tuple(out.shape) != (rows, info.num_classes):
+        raise CheckError("output", f"the model returned shape {tuple(out.shape)} for a batch of {rows}; "
+                                   f"classification needs ({rows}, {info.num_classes}) logits")
+    if info.task == "regression" and tuple(out.shape) not in ((rows,), (rows, 1)):
+        raise CheckError("output", f"the model returned shape {tuple(out.shape)} for a batch of {rows}; "
+                                   f"regression needs ({rows},) or ({rows}, 1)")
+    if not bool(torch.isfinite(out.detach()).all()):
+        raise CheckError("output", "the untrained model's output is not finite")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def check_space(space: SearchSpace, data: DataBundle, config: dict[str, Any], metric: Metric | None = None,
+                device: torch.device | None = None, *, seed: int = 0, batch_size: int = 8,
+                eval_rows: int = 64) -> tuple[nn.Module, tuple[Any, Any]]:
+    """One training step of a space's model on real data, and its metric: what a search checks
+    before its first trial, and the conformance kit for every space.
+
+    ``config`` is ``{"model": ..., "train": ...}`` as the space's ``define`` and ``train``
+    gave it (``data`` already prepared for it). The model is built, run forward and backward
+    on the first ``batch_size`` train rows (with the space's ``step`` if it has one), then
+    evaluated on the first ``eval_rows`` validation rows (or the dataset's own ``evaluate``),
+    and ``metric`` is computed on that. Returns the model and ``(y_true, y_pred)``; raises
+    :class:`CheckError` naming the stage that failed. Example::
+
+        model, (y_true, y_pred) = check_space(space, bundle, {"model": cfg, "train": train_cfg},
+                                              automl.metrics.ACCURACY)
+    """
+    device = device or torch.device("cpu")
+    info = data.info
+    torch.manual_seed(seed)
+    try:
+        model = build_model(space, config["model"], info).to(device)
+    except Exception as exc:
+        raise CheckError("build", _reason(exc)) from exc
+    model.train()
+    train = _to_device(data.train, device)
+    xb, yb = _first_rows(train, batch_size)
+    loss_fn = default_loss(info, config["train"], train, device)
+    try:
+        if space.step is not None:
+            ctx = TrainContext(config["train"], info, train, _to_device(data.val, device), device, loss_fn,
+                               torch.Generator().manual_seed(seed))
+            loss = space.step(model, xb, yb, ctx)
+        else:
+            if info.task not in ("classification", "regression"):
+                raise CheckError("loss", f"task {info.task!r} has no default loss: the space needs a step")
+            out = call_model(model, xb)
+            _check_output(out, info, int(yb.shape[0]))
+            loss = loss_fn(out, yb)
+    except CheckError:
+        raise
+    except Exception as exc:
+        raise CheckError("batch", _reason(exc)) from exc
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise CheckError("loss", f"the loss is {type(loss).__name__} {getattr(loss, 'shape', '')}, "
+                                 "not a scalar tensor")
+    if not bool(torch.isfinite(loss.detach())):
+        raise CheckError("loss", f"the loss of an untrained model is {float(loss)}")
+    if not loss.requires_grad:
+        raise CheckError("loss", "the loss does not depend on any trainable parameter")
+    loss.backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not trainable or all(p.grad is None for _, p in trainable):
+        raise CheckError("backward", "backward reached no trainable parameter")
+    bad = [n for n, p in trainable if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+    if bad:
+        raise CheckError("backward", f"gradients are not finite in {', '.join(bad[:3])}")
+    model.eval()
+    try:
+        if data.evaluate is not None:
+            with torch.no_grad():
+                output = data.evaluate(model, "val", device)
+        else:
+            val = data.val
+            if isinstance(val, Split) and len(val) > eval_rows:
+                val = Split(*val.take(torch.arange(eval_rows, device=val.targets.device)))
+            output = split_outputs(model, val, info, device)
+            if len(output[1]) != len(output[0]) or not np.isfinite(output[1]).all():
+                raise CheckError("evaluate", f"evaluating the validation split gave {len(output[1])} predictions "
+                                             f"for {len(output[0])} targets, or predictions that are not finite")
+    except CheckError:
+        raise
+    except Exception as exc:
+        raise CheckError("evaluate", _reason(exc)) from exc
+    if metric is not None:
+        try:
+            value = float(metric.fn(*output))
+        except Exception as exc:
+            raise CheckError("metric", _reason(exc)) from exc
+        if not math.isfinite(value):
+            raise CheckError("metric", f"the metric gave {value} for an untrained model's predictions")
+    return model, output

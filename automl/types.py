@@ -48,9 +48,17 @@ class Option:
 class PluginInfo:
     """What a plugin says about itself: with the defaults, ``--plugin NAME`` alone runs.
 
-    ``opt_in``: the plugin's lifecycle hooks (``on_trial_start`` ...) fire only in searches
-    that name it with ``--log NAME``. Loggers (CSV, TensorBoard) are opt-in; a plugin without
-    ``plugin_info`` or with ``opt_in=False`` always receives them.
+    Which plugins hear a search's lifecycle hooks (``on_trial_start``, ``on_epoch_end``,
+    ``on_trial_end``, ``on_study_end``), in every process of the search and on every backend:
+
+    - the search's own plugin;
+    - loggers named with ``--log NAME``;
+    - always-on plugins: those whose distribution also lists them in the ``automl.listeners``
+      entry-point group (a search imports only these plugins, so it must know them without
+      importing every installed one).
+
+    ``opt_in=True`` (loggers such as CSV, TensorBoard): the plugin's lifecycle hooks fire only
+    in searches that name it with ``--log NAME``, even when it is imported for another reason.
     """
 
     name: str
@@ -119,11 +127,15 @@ class StreamSplit:
 
 @dataclass
 class TrainContext:
-    """What a custom training ``step`` receives besides the batch."""
+    """What a custom training ``step`` receives besides the batch: the trial's training
+    config, the data description, the train split (and the validation split, for a step that
+    needs it), both on the training device, the default loss of the task, and the trial's
+    seeded generator. The test split is never given to training code."""
 
     config: dict[str, Any]
     info: DataInfo
-    data: DataBundle
+    train: Split | StreamSplit
+    val: Split | StreamSplit | None
     device: torch.device
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     generator: torch.Generator | None = None

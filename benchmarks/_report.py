@@ -97,11 +97,15 @@ def _storage(r: dict[str, Any]) -> list[Row]:
     base = rows.get("sqlite")
     out: list[Row] = []
     for kind, row in rows.items():
+        if "skipped" in row:  # PostgreSQL without its server tools or driver
+            out.append(("storage", f"{kind}: {row['workers']} workers", "skipped", row["skipped"], "", "-"))
+            continue
         value = f"{round(row['trials_per_s'] / base['trials_per_s'], 3)}x" if base and base["trials_per_s"] else "-"
+        server = f" ({row['server']})" if row.get("server") else ""
         out.append(("storage", f"{kind}: {row['workers']} workers, trials/s vs plain sqlite", value,
                     f"{row['trials_per_s']} trials/s, {row['complete']}/{row['trials_asked']} landed, "
-                    f"{row['errors']} errors", "0 errors" if kind == "sqlite-wal" else "", _yes(row["errors"] == 0)
-                    if kind == "sqlite-wal" else "-"))
+                    f"{row['errors']} errors{server}", "0 errors" if kind == "sqlite-wal" else "",
+                    _yes(row["errors"] == 0) if kind == "sqlite-wal" else "-"))
     return out
 
 

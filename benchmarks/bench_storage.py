@@ -1,25 +1,63 @@
 """Which storage holds under parallel workers? SQLite (rollback journal), SQLite in WAL mode
-with a busy timeout (automl's default), and Optuna's JournalFileBackend.
+with a busy timeout (automl's default), Optuna's JournalFileBackend, and PostgreSQL.
 
 N processes run trivial trials on one study at once, each with its own storage object, the
 way automl's workers do. We count the errors that reach the worker (``database is locked``
 and friends), the trials that landed, and the throughput. Run: ``python -m benchmarks.bench_storage``.
+
+PostgreSQL is a throw-away local server (tests/postgres.py: ``initdb`` + ``pg_ctl`` in a temporary
+folder, 127.0.0.1 only, PostgreSQL's durable defaults, fsync on) reached through psycopg 3 with
+Optuna's plain ``RDBStorage``; without the server tools or the driver its row says why it was skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import multiprocessing as mp
 import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import optuna
 
+KINDS = ("sqlite", "sqlite-wal", "journal", "postgresql")
+#: The throw-away server of the test suite, shared rather than copied (tests/ is not a package).
+POSTGRES_HELPER = Path(__file__).resolve().parents[1] / "tests" / "postgres.py"
 
-def _storage(kind: str, path: Path):
+
+def _postgres() -> ModuleType:
+    """tests/postgres.py, loaded by path under a private name (no tests/ on sys.path)."""
+    name = "_automl_tests_postgres"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, POSTGRES_HELPER)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@contextlib.contextmanager
+def _place(kind: str) -> Iterator[str]:
+    """Where a run's study lives: a file path in a temporary folder, or a fresh PostgreSQL server's URL."""
+    if kind == "postgresql":
+        with _postgres().postgres_server() as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield str(Path(tmp) / "bench.db")
+
+
+def _storage(kind: str, where: str):
+    if kind == "postgresql":
+        # As Optuna users get it: the URL and nothing else.
+        return optuna.storages.RDBStorage(where)
+    path = Path(where)
     if kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -33,11 +71,11 @@ def _storage(kind: str, path: Path):
     return optuna.storages.RDBStorage(url)
 
 
-def _worker(kind: str, path: str, n_trials: int, out) -> None:
+def _worker(kind: str, where: str, n_trials: int, out) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     errors, done = 0, 0
     try:
-        study = optuna.load_study(study_name="bench", storage=_storage(kind, Path(path)),
+        study = optuna.load_study(study_name="bench", storage=_storage(kind, where),
                                   sampler=optuna.samplers.RandomSampler())
     except Exception as exc:  # noqa: BLE001 - counted: this is what a user would see
         out.put({"errors": n_trials, "done": 0, "first_error": str(exc)[:200]})
@@ -57,12 +95,24 @@ def _worker(kind: str, path: str, n_trials: int, out) -> None:
 
 
 def measure(kind: str, workers: int, trials_each: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.db"
-        optuna.create_study(study_name="bench", storage=_storage(kind, path))
+    """One row: ``workers`` spawned processes each run ``trials_each`` trials on one study of ``kind``."""
+    if kind == "postgresql":
+        pg = _postgres()
+        reason = pg.postgres_available() or pg.psycopg_available()
+        if reason:
+            return {"storage": kind, "workers": workers, "skipped": reason}
+    extra: dict = {}
+    with _place(kind) as where:
+        first = _storage(kind, where)
+        optuna.create_study(study_name="bench", storage=first)
+        if kind == "postgresql":
+            from sqlalchemy import text
+
+            with first.engine.connect() as con:
+                extra["server"] = "PostgreSQL " + con.execute(text("SHOW server_version")).scalar().split()[0]
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(kind, str(path), trials_each, out)) for _ in range(workers)]
+        procs = [ctx.Process(target=_worker, args=(kind, where, trials_each, out)) for _ in range(workers)]
         start = time.perf_counter()
         for p in procs:
             p.start()
@@ -70,19 +120,23 @@ def measure(kind: str, workers: int, trials_each: int) -> dict:
         for p in procs:
             p.join()
         elapsed = time.perf_counter() - start
-        study = optuna.load_study(study_name="bench", storage=_storage(kind, path))
+        last = _storage(kind, where)
+        study = optuna.load_study(study_name="bench", storage=last)
         landed = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+        for storage in (first, last):  # no session left open on a server about to stop
+            if isinstance(storage, optuna.storages.RDBStorage):
+                storage.engine.dispose()
     return {
         "storage": kind, "workers": workers, "trials_asked": workers * trials_each,
         "complete": landed, "errors": sum(r["errors"] for r in results),
         "first_error": next((r["first_error"] for r in results if r["first_error"]), None),
-        "trials_per_s": round(landed / elapsed, 1), "seconds": round(elapsed, 2),
+        "trials_per_s": round(landed / elapsed, 1), "seconds": round(elapsed, 2), **extra,
     }
 
 
 def run(quick: bool = False) -> dict:
     workers, each = (4, 25) if quick else (8, 75)
-    rows = [measure(kind, workers, each) for kind in ("sqlite", "sqlite-wal", "journal")]
+    rows = [measure(kind, workers, each) for kind in KINDS]
     return {"name": "storage under parallel workers", "rows": rows}
 
 

@@ -57,3 +57,56 @@ def cli_proc(studies):
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The URL (``postgresql+psycopg://...``) of a throw-away PostgreSQL server started once per
+    test session by tests/postgres.py, stopped and deleted at its end. Skips the test, saying
+    what to install, when the server tools or the psycopg driver are missing."""
+    from postgres import postgres_available, postgres_server, psycopg_available
+
+    reason = postgres_available() or psycopg_available()
+    if reason:
+        pytest.skip(reason)
+    with postgres_server(durable=False) as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_db(postgres_url, request):
+    """A fresh, empty database for this test on the session's PostgreSQL server: its URL."""
+    import re
+    import uuid
+
+    from postgres import create_database, drop_database
+
+    name = (re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]).strip("_")
+    url = create_database(postgres_url, name)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def dist_dir(tmp_path_factory) -> Path:
+    """tests/fixtures/fixture_dist installed as a real distribution (with its entry points)
+    into a folder of its own, from a copy so that the build leaves no files in tests/."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("fixture-dist")
+    src = root / "src"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "fixture_dist", src)
+    target = root / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                           "--no-index", "--target", str(target), str(src)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert list(target.glob("automl_fixture_plugin-1.2.3.dist-info/entry_points.txt"))
+    return target
+
+
+@pytest.fixture
+def installed(dist_dir, monkeypatch) -> Path:
+    """The fixture distribution importable here and in worker processes."""
+    monkeypatch.syspath_prepend(str(dist_dir))
+    monkeypatch.setenv("PYTHONPATH", str(dist_dir))
+    return dist_dir

@@ -75,15 +75,31 @@ def test_regression_search_minimizes_and_json(cli, studies):
 
 
 def test_failing_trials_are_recorded_and_study_goes_on(cli, studies):
-    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--space", "linear", "--space", "boom",
+    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--space", "linear", "--space", "late",
             "--trials", "3", "--study", "mixed", "--sampler", "random", "--max-failures", "20")
     assert r.code == 0, r.err
     rows = cli("leaderboard", "mixed", "--format", "json").json()
     done = [x for x in rows if x["state"] == "COMPLETE"]
     failed = [x for x in rows if x["state"] == "FAIL"]
-    assert len(done) == 3
-    assert all("boom: this model cannot be built" in x["error"] for x in failed)
-    assert all(x["params"]["space"] == "boom" for x in failed)
+    assert len(done) == 3 and failed
+    assert all("boom: this model fails while training" in x["error"] for x in failed)
+    assert all(x["params"]["space"] == "late" for x in failed)
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--dataset", "faulty", "--option", "fault=sizes"], ["plugin 'tinyplug'", "train", "180 rows for 179 targets"]),
+    (["--dataset", "faulty", "--option", "fault=channels_last"], ["train", "(8, 8, 1)", "(1, 8, 8)"]),
+    (["--dataset", "blobs", "--metric", "onearg"], ["metric 'onearg'", "fn(y_true, y_pred)", "(N, C)"]),
+    (["--dataset", "blobs", "--space", "boom"], ["space 'boom'", "cannot be built", "boom"]),
+])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_plugin_fault_is_one_line_before_anything_is_written(cli, studies, args, needles, dry_run):
+    """The data checks, one training batch of every space and the metric run before the study
+    is created: a plugin's fault is one line naming it and the fix, exit 2, nothing stored."""
+    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", *args, "--study", "faulty",
+            *(["--dry-run"] if dry_run else []))
+    _one_line_error(r, *needles)
+    assert cli("studies", "--format", "json").json() == []
 
 
 def test_nan_loss_fails_trial_and_max_failures_stops(cli, studies):

@@ -82,3 +82,14 @@ def test_three_way_split_refuses_too_few_rows():
 
     with pytest.raises(UserError, match="too few"):
         three_way_split(2, 0)
+
+
+def test_quoted_newlines_stay_inside_their_cell(tmp_path):
+    """A CSV cell in quotes may hold line breaks (a review written over two lines)."""
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(b'text,label\n"great film,\nloved it",1\n"bad\r\nfilm",0\nplain,1\n')
+    table = read_table(path)
+    assert table == {"text": ["great film,\nloved it", "bad\r\nfilm", "plain"], "label": ["1", "0", "1"]}
+    path.write_bytes(b'text,label\n"unclosed,1\n')  # the quote runs to the end of the file: one field
+    with pytest.raises(UserError, match="line 2 has 1 fields"):
+        read_table(path)

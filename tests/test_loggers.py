@@ -110,3 +110,25 @@ def test_tensorboard_logger_handles_unfinished_trials(tmp_path, state, value):
                                error="boom" if state == "FAIL" else None))
     assert not tb._writers  # closed
     assert list((tmp_path / "logs" / "tensorboard" / "trial_7").rglob("events.out.tfevents.*"))
+
+
+def test_an_always_on_plugin_hears_every_event_in_every_worker(cli, studies, installed, tmp_path, monkeypatch):
+    """An installed distribution whose plugin is listed in ``automl.listeners`` hears every
+    lifecycle event of a search of another plugin, without --log, in each worker process."""
+    events_file = tmp_path / "listener.jsonl"
+    monkeypatch.setenv("AUTOML_LISTENER_FILE", str(events_file))
+    r = cli("search", "--plugin-path", RECORDER, "--plugin", "recorder_plugin", "--trials", "3", "--workers", "2",
+            "--max-epochs", "2", "--study", "heard")
+    assert r.code == 0, r.err
+    events = [json.loads(line) for line in events_file.read_text().splitlines()]
+    starts = [e for e in events if e["hook"] == "on_trial_start"]
+    ends = [e for e in events if e["hook"] == "on_trial_end"]
+    epochs = [e for e in events if e["hook"] == "on_epoch_end"]
+    assert sorted(e["number"] for e in starts) == [0, 1, 2] == sorted(e["number"] for e in ends)
+    assert len(epochs) >= 3 and all(e["study"] == "heard" for e in events)
+    import optuna
+
+    study = optuna.load_study(study_name="heard", storage=f"sqlite:///{studies / 'heard' / 'study.db'}")
+    ran_in = {t.user_attrs["worker"]["pid"] for t in study.trials}
+    assert {e["pid"] for e in starts} == ran_in and os.getpid() not in ran_in  # each worker process heard
+    assert [e["pid"] for e in events if e["hook"] == "on_study_end"] == [os.getpid()]

@@ -4,9 +4,6 @@ a deliberately broken plugin, the allow-list, duplicate names and `automl plugin
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,29 +15,6 @@ from automl.testing import CheckResult, assert_conforms, check_plugin
 FIXTURES = Path(__file__).parent / "fixtures"
 BROKEN = str(FIXTURES / "broken_plugin.py")
 DUP = str(FIXTURES / "dup" / "fixture.py")
-
-
-@pytest.fixture(scope="module")
-def dist_dir(tmp_path_factory) -> Path:
-    """tests/fixtures/fixture_dist installed as a real distribution (with its entry points)
-    into a folder of its own, from a copy so that the build leaves no files in tests/."""
-    root = tmp_path_factory.mktemp("fixture-dist")
-    src = root / "src"
-    shutil.copytree(FIXTURES / "fixture_dist", src)
-    target = root / "site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--no-index", "--target", str(target), str(src)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert list(target.glob("automl_fixture_plugin-1.2.3.dist-info/entry_points.txt"))
-    return target
-
-
-@pytest.fixture
-def installed(dist_dir, monkeypatch) -> Path:
-    """The fixture distribution importable here and in worker processes."""
-    monkeypatch.syspath_prepend(str(dist_dir))
-    monkeypatch.setenv("PYTHONPATH", str(dist_dir))
-    return dist_dir
 
 
 def _by(results: list[CheckResult]) -> dict[tuple[str, str], CheckResult]:

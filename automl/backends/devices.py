@@ -100,3 +100,10 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     return max(1, (cpu_cores() if cores is None else cores) // max(1, workers))
+
+
+def main_device(gpus: str | None = "auto") -> str:
+    """The device the main process evaluates on (the final test score): the first GPU that
+    ``--gpus`` selects, or the CPU (``--gpus none``, or no CUDA)."""
+    chosen = parse_gpus(gpus, cuda_count())
+    return f"cuda:{chosen[0]}" if chosen else "cpu"

@@ -213,6 +213,18 @@ class _ShouldStop:
         return self.signalled or self.event.is_set()
 
 
+def _own_gpu(device: str) -> str:
+    """Give a GPU worker only its own GPU (``CUDA_VISIBLE_DEVICES``, set before CUDA starts in
+    this process): whatever defaults to GPU 0 - bf16 checks, memory queries, a plugin's
+    ``torch.device("cuda")`` - is then its GPU. Returns the device name to use here."""
+    if not device.startswith("cuda:"):
+        return device
+    index = int(device.split(":", 1)[1])
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible[index] if index < len(visible) else str(index)
+    return "cuda:0"
+
+
 def worker_main(job: Job, device: str, threads: int, index: int, failures: Any, max_failures: int,
                 lock: Any, errors: Any, stop_event: Any, where: tuple[dict[str, str], str] | None = None) -> None:
     """Entry point of a local worker process. ``where`` is the main process's environment
@@ -227,6 +239,7 @@ def worker_main(job: Job, device: str, threads: int, index: int, failures: Any, 
     import torch
 
     _die_with_parent()
+    shown, device = device, _own_gpu(device)
     try:
         torch.set_num_threads(max(1, threads))
         runner = job.factory(job, device)
@@ -240,7 +253,7 @@ def worker_main(job: Job, device: str, threads: int, index: int, failures: Any, 
         traceback.print_exc(file=sys.stderr)
         return
     try:
-        _take_trials(job, Slots(study, storage, Path(job.study_dir) / "slots.lock", device=device),
+        _take_trials(job, Slots(study, storage, Path(job.study_dir) / "slots.lock", device=shown),
                      study, storage, runner, failures, max_failures, lock, should_stop)
     except (KeyboardInterrupt, StopRequested):
         return

@@ -67,6 +67,8 @@ HELP = {
     "storage": "Optuna storage URL (default: a SQLite file under studies/).",
     "seed": "Seed of the sampler, the splits and every trial.",
     "max_failures": "Stop after this many failed trials (default: the target or 3, whichever is more).",
+    "max_retries": "Rerun a configuration whose process died (a crash, the OOM killer) at most this many times; "
+                   "then it is recorded FAIL and the search goes on.",
     "max_epochs": "Cap every trial's epochs (quick smoke runs).",
     "backend": "local (worker processes) or ray (Ray Tune).",
     "address": "Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT.",
@@ -97,6 +99,7 @@ def search(
     storage: Annotated[str | None, typer.Option(help=HELP["storage"])] = None,
     seed: Annotated[int, typer.Option(help=HELP["seed"])] = _D.seed,
     max_failures: Annotated[int | None, typer.Option(help=HELP["max_failures"])] = None,
+    max_retries: Annotated[int, typer.Option(help=HELP["max_retries"])] = _D.max_retries,
     max_epochs: Annotated[int | None, typer.Option(help=HELP["max_epochs"])] = None,
     backend: Annotated[str, typer.Option(help=HELP["backend"])] = _D.backend,
     address: Annotated[str | None, typer.Option(help=HELP["address"])] = None,
@@ -115,7 +118,8 @@ def search(
     spec = StudySpec(
         plugin=plugin, dataset=dataset, spaces=list(space or []), metric=metric, data_path=data,
         options=option_pairs(option or []), sampler=sampler, pruner=pruner, seed=seed, trials=trials,
-        timeout=timeout, workers=workers, max_failures=max_failures, max_epochs=max_epochs, backend=backend,
+        timeout=timeout, workers=workers, max_failures=max_failures, max_retries=max_retries,
+        max_epochs=max_epochs, backend=backend,
         address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
         loggers=list(log or []), checkpoint_every_s=checkpoint_every, plugin_paths=list(plugin_path))
     # Until the study is created, Ctrl-C raises at once (nothing is written yet); from then on
@@ -140,7 +144,9 @@ def _stopped_code(stop: Any) -> int:
     return 143 if stop.reason == "terminated" else 130
 
 
-def _run_and_report(session: Any, stop: Any) -> int:
+def _run_and_report(session: Any, stop: Any, owner: bool = True) -> int:
+    """Run the session, then (as the owner of the search) finalize and show the leaderboard;
+    a joining worker (``owner=False``) only reports where the study stands."""
     from automl.output import render
     from automl.search import session as search_session
 
@@ -152,10 +158,19 @@ def _run_and_report(session: Any, stop: Any) -> int:
     if session.requeued:
         console.print(f"re-queued trials {', '.join(map(str, session.requeued))} (their runs did not finish)")
     with render.SearchProgress(console, session.spec.trials, session.metric.name) as progress:
-        outcome = search_session.run(session, on_progress=progress.update, stop=stop)
+        outcome = search_session.run(session, on_progress=progress.update, stop=stop, owner=owner)
     if outcome.reason == "killed":  # a second Ctrl-C: out at once; resume recovers the trials
         err_console.print(f"stopped at once; rerun the unfinished trials with: automl resume {session.ref.name}")
         return 130
+    if not owner:
+        snap = outcome.snapshot
+        console.print(f"worker done: study {session.ref.name} has {snap.finished} of {snap.target} trials finished; "
+                      "the search that owns it (or automl resume) selects and saves the best model")
+        for e in outcome.errors:
+            err_console.print(f"[red]error:[/] {e}")
+        if outcome.reason in ("interrupted", "terminated"):
+            return 130 if outcome.reason == "interrupted" else 143
+        return 1 if outcome.reason in ("failures", "worker-error") else 0
     best = search_session.finalize(session, reason=outcome.reason)
     _show_result(session, best)
     for e in outcome.errors:
@@ -204,6 +219,7 @@ def resume(
     force: Annotated[bool, typer.Option("--force", help="Continue even if the search space changed.")] = False,
     backend: Annotated[str | None, typer.Option(help="local or ray (default: as stored).")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster to join, with --backend ray.")] = None,
+    max_retries: Annotated[int | None, typer.Option(help=HELP["max_retries"] + " (default: as stored)")] = None,
     plugin_path: PluginPathOpt = [],
 ) -> int:
     """Continue a stored study after Ctrl-C, a crash or kill -9."""
@@ -212,14 +228,16 @@ def resume(
     from automl.study.recovery import to_recover
 
     session = search_session.plan_resume(name, trials, force, plugin_path, workers, backend, address,
-                                         warm=not dry_run)
+                                         warm=not dry_run, max_retries=max_retries)
     study = session.ref.load()
     finished = snapshot(study, session.spec.trials, 0).finished
     if dry_run:
         console.print(f"study {name}: {finished} finished of target {session.spec.trials}; "
-                      f"would run {max(0, session.spec.trials - finished)} more")
-        for trial, why in to_recover(study):
-            console.print(f"  would rerun trial {trial.number} ({why}) with {trial.params}")
+                      f"would run {max(0, session.spec.trials - finished)} more; a configuration whose process "
+                      f"dies is rerun at most {session.spec.max_retries} times (--max-retries)")
+        for trial, why in to_recover(study, session.spec.max_retries):
+            verb = "would not rerun" if "not rerun" in why else "would rerun"
+            console.print(f"  {verb} trial {trial.number} ({why}) with {trial.params}")
         for w in session.warnings:
             err_console.print(f"[yellow]warning:[/] {w}")
         return 0
@@ -244,7 +262,7 @@ def worker(
     session.spec.backend, session.backend = "local", get_backend("local")
     console.print(f"[bold]automl[/] worker joining [cyan]{name}[/] ({session.ref.url}) with {workers} process(es)")
     with StopSignals() as stop:
-        return _run_and_report(session, stop)
+        return _run_and_report(session, stop, owner=False)
 
 
 @app.command()

@@ -20,13 +20,16 @@ import torch
 
 from automl.backends.base import Job, StopRequested, error_reason
 from automl.errors import TrialFailed, UserError
-from automl.plugins import Registry, load_registry
+from automl.plugins import Registry, listener_names, load_registry
 from automl.study.datasets import load_data
 from automl.study.resolve import check_task_fit, resolve
 from automl.study.spec import PRUNERS, SAMPLERS, StudySpec, trial_seed
 from automl.study.store import quiet_optuna
-from automl.training import build_model, fit, suggest_training
+from automl.training import CheckError, build_model, check_space, fit, suggest_training
 from automl.types import DataBundle, EpochEvent, Metric, SearchSpace, TrialEvent
+
+#: Configurations of each space tried before a search starts (see Objective.preflight).
+PREFLIGHT_CONFIGS = 3
 
 
 def seed_everything(seed: int) -> None:
@@ -80,6 +83,62 @@ class Objective:
             train_cfg["epochs"] = min(int(train_cfg.get("epochs", 1)), self.spec.max_epochs)
         config = {"space": space.name, "model": space.define(trial, info), "train": train_cfg}
         return json.loads(json.dumps(config))
+
+    def preflight(self) -> None:
+        """Before anything is written: for each space, sample a config, prepare the data, build
+        the model, run one training batch forward and backward and the metric on validation
+        rows (:func:`automl.training.check_space`). A failure is one :class:`UserError` line
+        that names the plugin, the space or metric, the split, and what to fix."""
+        study = optuna.create_study(direction=self.spec.direction,
+                                    sampler=optuna.samplers.RandomSampler(seed=self.spec.seed))
+        plugin, dataset = self.spec.plugin, self.spec.dataset
+        for name, space in self.spaces.items():
+            first: str | None = None
+            # Up to three configs: a space is refused when none of them trains (a failure of
+            # one configuration is that trial's, recorded like any trial error).
+            for _ in range(PREFLIGHT_CONFIGS):
+                if len(self.spaces) > 1:
+                    study.enqueue_trial({"space": name})
+                trial = study.ask()
+                config = self.sample(trial)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                data = space.prepare(self.bundle, config) if space.prepare else self.bundle
+                try:
+                    check_space(space, data, config, self.metric, torch.device("cpu"), seed=self.spec.seed)
+                except CheckError as exc:
+                    first = first or _preflight_message(exc, plugin, name, dataset, self.metric.name, data)
+                    if exc.stage == "metric":
+                        break  # the metric fails whatever the model
+                    continue
+                first = None
+                break
+            if first is not None:
+                raise UserError(first)
+
+    def distributions(self, samples: int = 24) -> dict[str, optuna.distributions.BaseDistribution]:
+        """The searched parameters as Optuna sees them - names, types, ranges, choices - over
+        ``samples`` seeded draws of each space (conditional parameters show up when a draw
+        takes their branch)."""
+        seen: dict[str, optuna.distributions.BaseDistribution] = {}
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for name in self.spaces:
+            for _ in range(samples):
+                if len(self.spaces) > 1:
+                    study.enqueue_trial({"space": name})
+                trial = study.ask()
+                self.sample(trial)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                seen.update(trial.distributions)
+        return seen
+
+    def space_fingerprint(self) -> str:
+        """A hash of :meth:`distributions`: a changed choice list anywhere the space's code
+        reaches changes it; an edited comment or a renamed helper does not. Resume compares it
+        with the stored one."""
+        import hashlib
+
+        dists = {k: optuna.distributions.distribution_to_json(v) for k, v in self.distributions().items()}
+        return hashlib.sha256(json.dumps(sorted(dists.items())).encode()).hexdigest()[:16]
 
     def _event(self, trial: optuna.Trial, **kw: Any) -> TrialEvent:
         return TrialEvent(self.study_name, str(self.study_dir), trial.number, dict(trial.params), **kw)
@@ -209,13 +268,31 @@ def make_pruner(name: str) -> optuna.pruners.BasePruner:
     raise UserError(f"unknown pruner {name!r}; choices: {', '.join(PRUNERS)}")
 
 
+def _preflight_message(exc: CheckError, plugin: str, space: str, dataset: str | None, metric: str,
+                       data: DataBundle) -> str:
+    """The one line a user sees when a plugin's space, data or metric cannot train."""
+    where = f"plugin {plugin!r}, space {space!r}, dataset {dataset!r}"
+    if exc.stage == "build":
+        return f"{where}: the model cannot be built: {exc}; fix the space's build()"
+    if exc.stage in ("batch", "output", "loss", "backward"):
+        return (f"{where}: one training batch of the train split fails: {exc}; check the dataset's inputs "
+                f"(shape {tuple(data.info.input_shape or ())} per example in DataInfo.input_shape) against what "
+                "the model expects")
+    if exc.stage == "evaluate":
+        return f"{where}: evaluating the validation split fails: {exc}"
+    expected = ("what the dataset's evaluate returns" if data.evaluate is not None else
+                "(N, C) class probabilities" if data.info.task == "classification" else "(N,) predictions")
+    return (f"plugin {plugin!r}: metric {metric!r} fails on the validation split of dataset {dataset!r}: {exc}; "
+            f"a metric is fn(y_true, y_pred) -> float, with y_pred {expected}")
+
+
 def make_runner(job: Job, device: str = "cpu") -> Objective:
     """Build a trial process's :class:`Objective` from its job: load the study's plugin and
     loggers (no other plugin is imported), resolve the spec and load the data. This is the
     factory every backend calls in its trial processes (passed by reference in the job)."""
     quiet_optuna()
     spec = StudySpec.from_json(job.spec)
-    registry = load_registry(spec.plugin_paths, only={spec.plugin, *spec.loggers})
+    registry = load_registry(spec.plugin_paths, only={spec.plugin, *spec.loggers, *listener_names()})
     resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces, spec.metric, spec.options)
     bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
     metric = check_task_fit(resolved, bundle.info)

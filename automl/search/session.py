@@ -24,12 +24,13 @@ from optuna.trial import TrialState
 
 from automl.backends import get_backend
 from automl.backends.base import Backend, Job, Outcome, Snapshot, StopSignals, snapshot
+from automl.backends.devices import main_device
 from automl.errors import UserError
-from automl.plugins import Registry, load_registry
-from automl.search.objective import make_pruner, make_runner, make_sampler
+from automl.plugins import Registry, listener_names, load_registry
+from automl.search.objective import Objective, make_pruner, make_runner, make_sampler
 from automl.study.datasets import fingerprint, load_data
-from automl.study.recovery import recover, to_recover
-from automl.study.resolve import Resolved, check_task_fit, resolve, space_hash
+from automl.study.recovery import claim_lock, recover, to_recover
+from automl.study.resolve import Resolved, check_task_fit, resolve
 from automl.study.spec import StudySpec, check_counts
 from automl.study.store import (
     BASELINE_KEY,
@@ -40,6 +41,7 @@ from automl.study.store import (
     TEST_KEY,
     StudyRef,
     create,
+    delete,
     new_ref,
     open_ref,
     quiet_optuna,
@@ -73,9 +75,10 @@ def _absolute(paths: list[str]) -> list[str]:
 
 
 def study_plugins(spec: StudySpec) -> set[str]:
-    """The plugins a search imports: its own and its loggers (``--log``); no other installed
-    plugin is imported, so a search starts as fast as its own plugin allows."""
-    return {spec.plugin, *spec.loggers}
+    """The plugins a search imports: its own, its loggers (``--log``) and the always-on
+    listeners (``automl.listeners``); no other installed plugin is imported, so a search
+    starts as fast as its own plugin allows."""
+    return {spec.plugin, *spec.loggers, *listener_names()}
 
 
 def check_plugin_paths(paths: list[str], study: str) -> list[str]:
@@ -108,21 +111,37 @@ def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = 
     spec.dataset, spec.spaces = resolved.dataset.name, [s.name for s in resolved.spaces]
     spec.metric, spec.direction, spec.options = metric.name, metric.direction, resolved.options
     spec.loggers = list(dict.fromkeys(spec.loggers))
-    spec.data_fingerprint, spec.space_hash = fingerprint(bundle), space_hash(resolved.spaces)
+    spec.data_fingerprint = fingerprint(bundle)
     spec.plugin_version = resolved.plugin.version
-    return Session(ref, spec, registry, resolved, bundle, metric, backend)
+    session = Session(ref, spec, registry, resolved, bundle, metric, backend)
+    objective = _objective(session)
+    objective.preflight()
+    spec.space_hash = objective.space_fingerprint()
+    return session
+
+
+def _objective(session: Session) -> Objective:
+    """The session's objective in this process (for the checks before a search, not trials)."""
+    return Objective(registry=session.registry, spec=session.spec, spaces=session.resolved.spaces,
+                     metric=session.metric, bundle=session.bundle, study_name=session.ref.name,
+                     study_dir=session.ref.dir, device=torch.device("cpu"))
 
 
 def create_study(session: Session) -> optuna.Study:
-    """Create the study with its spec, data summary and baseline rows."""
+    """Create the study with its spec, data summary and baseline rows: all of it, or (on any
+    error, Ctrl-C included) nothing."""
     quiet_optuna()
     spec = session.spec
     study = create(session.ref, spec.to_json(), spec.direction,
                    make_sampler(spec.sampler, spec.seed), make_pruner(spec.pruner))
-    study.set_user_attr(SUMMARY_KEY, json.loads(json.dumps(session.bundle.summary, default=str)))
-    baselines = list(session.resolved.plugin.baselines.values())
-    if baselines:
-        study.set_user_attr(BASELINE_KEY, fit_baselines(baselines, session.bundle, session.metric))
+    try:
+        study.set_user_attr(SUMMARY_KEY, json.loads(json.dumps(session.bundle.summary, default=str)))
+        baselines = list(session.resolved.plugin.baselines.values())
+        if baselines:
+            study.set_user_attr(BASELINE_KEY, fit_baselines(baselines, session.bundle, session.metric))
+    except BaseException:
+        delete(session.ref)
+        raise
     return study
 
 
@@ -144,7 +163,7 @@ def fit_baselines(baselines: list[Baseline], bundle: DataBundle, metric: Metric)
 def plan_resume(name: str, more: int | None = None, force: bool = False,
                 plugin_paths: list[str] | None = None, workers: int | None = None,
                 backend: str | None = None, address: str | None = None,
-                storage: str | None = None, warm: bool = False) -> Session:
+                storage: str | None = None, warm: bool = False, max_retries: int | None = None) -> Session:
     """Plan the continuation of a stored study; the backend may differ from the one that
     started it (both write the same Optuna study). ``warm`` as for :func:`plan_search`."""
     check_counts(more, workers)
@@ -160,11 +179,6 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
                         f"the package that provides it (pip install <package>) or pass --plugin-path")
     resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces, spec.metric, spec.options)
     warnings: list[str] = []
-    if space_hash(resolved.spaces) != spec.space_hash:
-        if not force:
-            raise UserError(f"the search space of plugin {spec.plugin!r} changed since study {name!r} "
-                            "was created; rerun with --force to continue with the new space")
-        warnings.append("search space changed since the study was created (--force)")
     bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
     metric = check_task_fit(resolved, bundle.info)
     if fingerprint(bundle) != spec.data_fingerprint:
@@ -177,6 +191,9 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
         spec.trials = finished + more
     if workers is not None:
         spec.workers = workers
+    if max_retries is not None:
+        spec.max_retries = max_retries
+        spec.check()
     if backend is not None:
         spec.backend, spec.address = backend, address
     chosen = backend_obj or get_backend(spec.backend)
@@ -184,21 +201,51 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
     if warm:
         chosen.warm_up([make_runner.__module__])
     session = Session(ref, spec, registry, resolved, bundle, metric, chosen, warnings=warnings)
-    session.requeued = [t.number for t, _ in to_recover(study)]
+    objective = _objective(session)
+    if objective.space_fingerprint() != spec.space_hash:
+        if not force:
+            raise UserError(f"the search space of plugin {spec.plugin!r} changed since study {name!r} "
+                            "was created (a parameter, its range or its choices); rerun with --force to continue "
+                            "with the new space")
+        _check_compatible(study, objective, name)
+        warnings.append("search space changed since the study was created (--force)")
+    objective.preflight()
+    session.requeued = [t.number for t, why in to_recover(study) if "not rerun" not in why]
     return session
 
 
+def _check_compatible(study: optuna.Study, objective: Objective, name: str) -> None:
+    """A forced resume with a changed space: Optuna continues a study whose ranges changed,
+    but not one whose parameter changed type or whose choices changed."""
+    new = objective.distributions()
+    old: dict[str, optuna.distributions.BaseDistribution] = {}
+    for t in study.get_trials(deepcopy=False):
+        old.update(t.distributions)
+    for param in sorted(old.keys() & new.keys()):
+        try:
+            optuna.distributions.check_distribution_compatibility(old[param], new[param])
+        except ValueError:
+            raise UserError(f"study {name!r} cannot continue with the changed space even with --force: parameter "
+                            f"{param!r} was {old[param]} and is now {new[param]}, and Optuna cannot mix them in "
+                            "one study; start a new study with automl search") from None
+
+
 def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
-        poll_s: float = 0.5, stop: StopSignals | None = None) -> Outcome:
+        poll_s: float = 0.5, stop: StopSignals | None = None, owner: bool = True) -> Outcome:
     """Run trials until the spec's target is reached, on the spec's backend. Ctrl-C and
     SIGTERM are recorded and end the run cleanly (see :class:`StopSignals`); give ``stop``
-    when the caller already records them (the CLI does, from before the study is created)."""
+    when the caller already records them (the CLI does, from before the study is created).
+
+    ``owner``: this process owns the search (``search``, ``resume``) and stores its spec (a
+    resume may have changed the target, workers or backend); a joining ``automl worker`` is
+    not the owner and changes nothing but the trials it runs."""
     quiet_optuna()
     session.ref.ensure_dir()
     spec = session.spec
     study = session.ref.load()
-    study.set_user_attr(SPEC_KEY, spec.to_json())
-    session.requeued = recover(study)
+    if owner:
+        study.set_user_attr(SPEC_KEY, spec.to_json())
+    session.requeued = recover(study, claim_lock(study._storage, session.ref.dir))
     started = time.time()
     snap = snapshot(study, spec.trials, started)
     if snap.finished >= spec.trials:
@@ -206,9 +253,51 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
     job = Job(session.ref.name, str(session.ref.dir), session.ref.url, spec.to_json(), make_runner,
               deadline=started + spec.timeout if spec.timeout else None)
     if stop is not None:
-        return session.backend.run(job, spec, stop, on_progress, poll_s)
+        return _run_until_done(session, study, job, stop, on_progress, poll_s, owner)
     with StopSignals() as own:
-        return session.backend.run(job, spec, own, on_progress, poll_s)
+        return _run_until_done(session, study, job, own, on_progress, poll_s, owner)
+
+
+def _wait_for_running(study: optuna.Study, target: int, started: float, stop: StopSignals,
+                      on_progress: Callable[[Snapshot], None] | None, poll_s: float, up_to_s: float = 30.0) -> None:
+    """Show progress while other processes' trials run, for at most ``up_to_s`` seconds (then
+    the caller checks whether their processes died) or until a signal."""
+    end = time.time() + up_to_s
+    while time.time() < end and not stop.reason:
+        snap = snapshot(study, target, started)
+        if on_progress:
+            on_progress(snap)
+        if not snap.counts.get("RUNNING", 0):
+            return
+        time.sleep(poll_s)
+
+
+def _run_until_done(session: Session, study: optuna.Study, job: Job, stop: StopSignals,
+                    on_progress: Callable[[Snapshot], None] | None, poll_s: float, owner: bool) -> Outcome:
+    """Run the backend; as the owner of the search, also wait for trials that other processes
+    (``automl worker``) still run, so that finalize sees the whole study, and run the backend
+    again for trials they left to redo (a worker that died: its trial is re-queued)."""
+    spec, lock = session.spec, claim_lock(study._storage, session.ref.dir)
+    outcome = session.backend.run(job, spec, stop, on_progress, poll_s)
+    if not owner:
+        return outcome
+    started = time.time()
+    for _ in range(100):  # each round finishes trials or gives up retries: bounded in practice
+        snap = snapshot(study, spec.trials, started)
+        if outcome.reason != "finished" or snap.finished >= spec.trials or stop.reason:
+            break
+        if snap.counts.get("RUNNING", 0):
+            _wait_for_running(study, spec.trials, started, stop, on_progress, poll_s)
+            recover(study, lock)  # a trial whose process died meanwhile is re-queued here
+            continue
+        before = snap.finished
+        outcome = session.backend.run(job, spec, stop, on_progress, poll_s)
+        if snapshot(study, spec.trials, started).finished == before and not snapshot(
+                study, spec.trials, started).counts.get("WAITING", 0):
+            break  # nothing left that this process can run
+    if stop.reason and outcome.reason == "finished":
+        outcome = Outcome(stop.reason, snapshot(study, spec.trials, started), outcome.errors)
+    return outcome
 
 
 def finalize(session: Session, study: optuna.Study | None = None, reason: str = "finished") -> dict[str, Any] | None:
@@ -228,19 +317,24 @@ def finalize(session: Session, study: optuna.Study | None = None, reason: str = 
 
 
 def _save_best(session: Session, study: optuna.Study, best: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """Score the selected trial on the test split, once: a later finalize that selects the
+    same trial reuses its score and saved model. Only the selected model's test score is
+    kept (``automl:test_values``), so the test split is never a menu of candidates."""
+    stored = study.user_attrs.get(BEST_KEY)
+    best_dir = session.ref.dir / "best"
+    if stored and stored.get("number") == best.number and (best_dir / "model.pt").exists():
+        return stored
     config = best.user_attrs["config"]
     space = session.resolved.plugin.spaces[config["space"]]
     data = space.prepare(session.bundle, config) if space.prepare else session.bundle
     model = build_model(space, config["model"], data.info)
     weights = session.ref.trial_dir(best.number) / "model.pt"
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(main_device(session.spec.gpus))
     model.to(device)
     y_true, y_pred = evaluate(model, data, "test", device)
     test_value = score(session.metric, y_true, y_pred)
-    tests = dict(study.user_attrs.get(TEST_KEY, {}))
-    tests[str(best.number)] = test_value
-    study.set_user_attr(TEST_KEY, tests)
+    study.set_user_attr(TEST_KEY, {str(best.number): test_value})
     info = {"number": best.number, "value": best.value, "test_value": test_value,
             "metric": session.metric.name, "direction": session.metric.direction,
             "params": best.params, "config": config}
@@ -251,7 +345,6 @@ def _save_best(session: Session, study: optuna.Study, best: optuna.trial.FrozenT
             y_true, y_pred.argmax(axis=1), labels=list(range(y_pred.shape[1]))).tolist()
         info["class_names"] = data.info.class_names or [str(i) for i in range(y_pred.shape[1])]
     study.set_user_attr(BEST_KEY, info)
-    best_dir = session.ref.dir / "best"
     best_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights, best_dir / "model.pt.tmp")
     (best_dir / "model.pt.tmp").replace(best_dir / "model.pt")  # a Ctrl-C mid-copy leaves the old one

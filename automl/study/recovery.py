@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -22,7 +23,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from automl.study.store import SPEC_KEY, requeue
+from automl.study.spec import StudySpec
+from automl.study.store import GRACE_S, SPEC_KEY, requeue
 
 HOST = socket.gethostname()
 #: States that use up a slot of the target (failed trials give theirs back).
@@ -65,30 +67,45 @@ def owner_record(device: str | None = None) -> dict[str, Any]:
     return {**_OWNER[pid], **({"device": device} if device else {})}
 
 
+def claim_lock(storage: Any, study_dir: Path) -> Any:
+    """The lock every claim and every recovery of a study holds, so that processes working
+    one study never both take the last slot or both re-queue one dead trial.
+
+    A file lock beside the study (``slots.lock``) serializes processes on one machine; an
+    in-memory study lives in one process, so a thread lock does there."""
+    if isinstance(storage, optuna.storages.InMemoryStorage):
+        return _THREAD_LOCKS.setdefault(id(storage), threading.Lock())
+    from filelock import FileLock
+
+    study_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(study_dir / "slots.lock"))
+
+
+_THREAD_LOCKS: dict[int, threading.Lock] = {}
+
+
 class Slots:
     """Hands out trials so that every process working a study - local workers, a second
     ``automl search``/``resume``, ``automl worker`` - together reach exactly the target.
 
-    Under a file lock, a process takes a WAITING trial (a re-queued one) if there is one,
-    else creates a new trial only while COMPLETE + PRUNED + RUNNING + WAITING trials are
-    fewer than the target. Failed trials give their slot back. The target is read from the
-    study each time, so ``automl resume NAME --trials N`` also extends running workers.
-    Optuna has no such primitive: ``MaxTrialsCallback`` checks after a trial ends, so parallel
-    workers overshoot. The lock is a file beside the study, so the guarantee holds for
-    processes on one machine; across machines (a shared PostgreSQL) it is best effort. An
-    in-memory study lives in one process, so a thread lock does there.
+    Under the study's claim lock (:func:`claim_lock`), a process takes a WAITING trial (a
+    re-queued one) if there is one, else creates a new trial only while COMPLETE + PRUNED +
+    RUNNING + WAITING trials are fewer than the target. Failed trials give their slot back.
+    The target is read from the study each time, so ``automl resume NAME --trials N`` also
+    extends running workers. Optuna has no such primitive: ``MaxTrialsCallback`` checks after
+    a trial ends, so parallel workers overshoot.
+
+    A claimed trial is owned from its first moment: a new trial is created with its owner
+    (``worker``: host, pid, device) in the same commit, and a re-queued one gets its owner
+    before it leaves the WAITING state. A process killed anywhere inside a claim therefore
+    leaves either nothing, a WAITING trial, or a RUNNING trial whose owner is known to be
+    dead - never an owner-less trial that would hold a slot forever.
     """
 
     def __init__(self, study: optuna.Study, storage, lock_path: Path, device: str | None = None) -> None:
         self.study, self.storage, self.device = study, storage, device
         self.study_id = storage.get_study_id_from_name(study.study_name)
-        if isinstance(storage, optuna.storages.InMemoryStorage):
-            self.lock: Any = threading.Lock()
-        else:
-            from filelock import FileLock
-
-            lock_path.parent.mkdir(parents=True, exist_ok=True)
-            self.lock = FileLock(str(lock_path))
+        self.lock = claim_lock(storage, lock_path.parent)
 
     def claim(self) -> optuna.Trial | None:
         with self.lock:
@@ -98,16 +115,27 @@ class Slots:
             used = sum(counts.get(s.name, 0) for s in BUDGET)
             if waiting == 0 and used >= target:
                 return None
-            trial = self.study.ask()
-            try:
-                # Owned from the first moment: a worker killed before its objective starts
-                # still leaves a trial that resume can tell is dead.
-                trial.set_user_attr("worker", owner_record(self.device))
-            except KeyboardInterrupt:
-                trial.set_user_attr("interrupted", True)
-                self.study.tell(trial, state=TrialState.FAIL)
-                raise
-            return trial
+            return ask_owned(self.study, owner_record(self.device))
+
+
+def ask_owned(study: optuna.Study, owner: dict[str, Any]) -> optuna.Trial:
+    """``study.ask()`` with the trial's owner written in the same commit that makes it
+    RUNNING (see :class:`Slots`). Written by hand because Optuna's ``ask`` commits the new
+    trial before anything can be attached to it; this follows ``Study.ask`` otherwise."""
+    storage = study._storage
+    study._thread_local.cached_all_trials = None
+    for waiting in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            storage.set_trial_user_attr(waiting._trial_id, "worker", owner)  # still WAITING: harmless
+            if storage.set_trial_state_values(waiting._trial_id, state=TrialState.RUNNING):
+                return optuna.Trial(study, waiting._trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process took it meanwhile
+    template = optuna.trial.FrozenTrial(
+        number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.datetime.now(),
+        datetime_complete=None, params={}, distributions={}, user_attrs={"worker": owner}, system_attrs={},
+        intermediate_values={}, trial_id=-1)
+    return optuna.Trial(study, storage.create_new_trial(study._study_id, template_trial=template))
 
 
 def count_states(storage, study_id: int) -> tuple[dict[str, int], int]:
@@ -197,29 +225,99 @@ class Heartbeat:
             self._thread.join(timeout=5)
 
 
-def to_recover(study: optuna.Study) -> list[tuple[optuna.trial.FrozenTrial, str]]:
+def _heartbeat_age(storage: Any, trial_id: int) -> float | None:
+    """Seconds since a trial's last heartbeat in an RDB storage; ``None`` if it never beat."""
+    engine = getattr(storage, "engine", None)
+    if engine is None:
+        return None
+    from sqlalchemy import text
+
+    with engine.connect() as con:
+        beat = con.execute(text("SELECT MAX(heartbeat) FROM trial_heartbeats WHERE trial_id = :tid"),
+                           {"tid": trial_id}).scalar()
+    if beat is None:
+        return None
+    if isinstance(beat, str):
+        beat = datetime.datetime.fromisoformat(beat)
+    return (datetime.datetime.now() - beat).total_seconds()
+
+
+def _dead(trial: optuna.trial.FrozenTrial, storage: Any) -> str | None:
+    """Why a RUNNING trial is known to be dead, or ``None`` while it may be alive."""
+    owner = trial.user_attrs.get("worker")
+    alive = owner_alive(owner)
+    if alive is False:
+        return "its process died"
+    started = trial.datetime_start or datetime.datetime.now()
+    age = (datetime.datetime.now() - started).total_seconds()
+    if not owner and age > GRACE_S:
+        return "it has no owner (its process died while claiming it)"
+    if alive is None and owner:  # another host: only its heartbeat can tell
+        beat = _heartbeat_age(storage, trial._trial_id)
+        if (beat is None and age > GRACE_S) or (beat is not None and beat > GRACE_S):
+            return f"its process on {owner.get('host')} stopped beating"
+    return None
+
+
+def deaths(trial: optuna.trial.FrozenTrial) -> int:
+    """How many runs of this configuration died with their process, this one included if it
+    is RUNNING or failed that way (interruptions by Ctrl-C do not count)."""
+    return int(trial.system_attrs.get("automl_deaths", 0))
+
+
+def to_recover(study: optuna.Study, max_retries: int | None = None) -> list[tuple[optuna.trial.FrozenTrial, str]]:
     """Trials to rerun: RUNNING ones whose process is dead, and interrupted ones, unless a
-    retry of them already exists."""
+    retry of them already exists. A trial whose configuration already died with its process
+    ``max_retries`` times is listed with a reason that says it will not be rerun."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
+    cap = retry_cap(study) if max_retries is None else max_retries
     out = []
     for t in trials:
-        if t.number in retried:
+        if t.number in retried or t.user_attrs.get("gave_up"):
             continue
-        if t.state == TrialState.RUNNING and owner_alive(t.user_attrs.get("worker")) is False:
-            out.append((t, "its process died"))
+        if t.state == TrialState.RUNNING:
+            why = _dead(t, study._storage)
+            if why is None:
+                continue
+            if deaths(t) + 1 > cap:
+                why += f"; not rerun: this configuration's process died {deaths(t) + 1} times (--max-retries {cap})"
+            else:
+                why += f" (retry {deaths(t) + 1} of {cap})"
+            out.append((t, why))
         elif t.state == TrialState.FAIL and t.user_attrs.get("interrupted"):
             out.append((t, "it was interrupted"))
     return out
 
 
-def recover(study: optuna.Study) -> list[int]:
-    """Mark dead RUNNING trials failed and enqueue every trial to recover with its params."""
+def retry_cap(study: optuna.Study) -> int:
+    """The study's ``--max-retries`` (from its spec)."""
+    spec = study.user_attrs.get(SPEC_KEY) or {}
+    value = spec.get("max_retries")
+    return StudySpec.max_retries if value is None else int(value)
+
+
+def recover(study: optuna.Study, lock: Any) -> list[int]:
+    """Under the study's claim lock: mark dead RUNNING trials failed and re-queue every trial
+    to recover with its exact parameters; a configuration past the retry cap stays FAIL with
+    its reason. Returns the numbers of the trials re-queued."""
     numbers = []
-    for trial, _why in to_recover(study):
-        if trial.state == TrialState.RUNNING:
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-            trial = study._storage.get_trial(trial._trial_id)
-        requeue(study, trial)
-        numbers.append(trial.number)
+    with lock:
+        cap = retry_cap(study)
+        for trial, why in to_recover(study, cap):
+            storage = study._storage
+            if trial.state == TrialState.RUNNING:
+                died = deaths(trial) + 1
+                storage.set_trial_system_attr(trial._trial_id, "automl_deaths", died)
+                if died > cap:
+                    storage.set_trial_user_attr(trial._trial_id, "gave_up", True)
+                    storage.set_trial_user_attr(trial._trial_id, "error", f"gave up: {why}")
+                    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                    continue
+                if not trial.user_attrs.get("error"):
+                    storage.set_trial_user_attr(trial._trial_id, "error", f"rerun: {why}")
+                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                trial = storage.get_trial(trial._trial_id)
+            requeue(study, trial)
+            numbers.append(trial.number)
     return numbers

@@ -8,8 +8,6 @@ loaded data.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,18 +125,3 @@ def check_task_fit(resolved: Resolved, info: DataInfo) -> Metric:
     if not valid:
         raise UserError(f"plugin {resolved.plugin.name!r} has no metric for task {info.task!r}")
     return metrics[valid[0]]
-
-
-def space_hash(spaces: list[SearchSpace]) -> str:
-    """A hash of the spaces' code: resume warns (and refuses without --force) when it changed."""
-    h = hashlib.sha256()
-    for space in spaces:
-        h.update(space.name.encode())
-        for fn in (space.define, space.build, space.train, space.prepare, space.step):
-            if fn is None:
-                continue
-            try:
-                h.update(inspect.getsource(fn).encode())
-            except (OSError, TypeError):
-                h.update(getattr(fn, "__qualname__", repr(fn)).encode())
-    return h.hexdigest()[:16]

@@ -43,6 +43,7 @@ class StudySpec:
     timeout: float | None = None
     workers: int = 1
     max_failures: int | None = None
+    max_retries: int = 2
     max_epochs: int | None = None
     backend: str = "local"
     address: str | None = None
@@ -82,6 +83,8 @@ class StudySpec:
             raise UserError(f"--timeout must be a positive number of seconds, not {self.timeout}")
         if self.max_failures is not None and self.max_failures <= 0:
             raise UserError(f"--max-failures must be at least 1, not {self.max_failures}")
+        if self.max_retries < 0 or self.max_retries > 100:
+            raise UserError(f"--max-retries must be between 0 and 100, not {self.max_retries}")
         if self.max_epochs is not None and self.max_epochs <= 0:
             raise UserError(f"--max-epochs must be at least 1, not {self.max_epochs}")
         if not math.isfinite(self.checkpoint_every_s) or self.checkpoint_every_s < 0:

@@ -28,6 +28,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.errors import UserError
+from automl.study.spec import StudySpec
 
 #: Study user attrs: the spec, test scores of the selected models, baseline rows, the data
 #: summary shown to the user, and the best trial's details (written by finalize).
@@ -136,7 +137,7 @@ def make_storage(url: str, create: bool = False) -> RDBStorage:
         engine_kwargs=engine_kwargs,
         heartbeat_interval=HEARTBEAT_S,
         grace_period=GRACE_S,
-        heartbeat_stale_trial_callback=requeue,
+        heartbeat_stale_trial_callback=requeue_stale,
         skip_table_creation=not create,
     )
     if db is not None:
@@ -162,8 +163,9 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
 
     The retry carries Optuna's own markers (system attrs ``failed_trial`` and
     ``retry_history``, as ``RetryHeartbeatStaleTrialCallback`` writes them, so
-    ``retried_trial_number`` works) and the user attr ``retry_of``. Unlike that callback it
-    does not copy the dead trial's user attrs (its error, its worker), which would make the
+    ``retried_trial_number`` works), automl's count of the configuration's deaths
+    (``automl_deaths``, for the retry cap) and the user attr ``retry_of``. Unlike that callback
+    it does not copy the dead trial's user attrs (its error, its worker), which would make the
     retry look failed. Intermediate values are kept, so pruning sees the whole curve.
     """
     history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
@@ -171,8 +173,27 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
         user_attrs={"retry_of": trial.number},
-        system_attrs={"failed_trial": original, "retry_history": history},
+        system_attrs={"failed_trial": original, "retry_history": history,
+                      "automl_deaths": int(trial.system_attrs.get("automl_deaths", 0))},
         intermediate_values=trial.intermediate_values))
+
+
+def requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna's callback for a trial whose heartbeat went stale (its worker died, maybe on
+    another machine; Optuna has already marked it FAIL): count the death, then re-queue it,
+    unless its configuration already died ``--max-retries`` times (the study's spec)."""
+    spec = study.user_attrs.get(SPEC_KEY) or {}
+    cap = spec.get("max_retries")
+    cap = StudySpec.max_retries if cap is None else int(cap)
+    died = int(trial.system_attrs.get("automl_deaths", 0)) + 1
+    storage = study._storage
+    storage.set_trial_system_attr(trial._trial_id, "automl_deaths", died)
+    if died > cap:
+        storage.set_trial_user_attr(trial._trial_id, "gave_up", True)
+        storage.set_trial_user_attr(trial._trial_id, "error", f"gave up: its process stopped beating; this "
+                                    f"configuration's process died {died} times (--max-retries {cap})")
+        return
+    requeue(study, storage.get_trial(trial._trial_id))
 
 
 def _check_sqlite(db: Path) -> None:
@@ -263,6 +284,20 @@ def create(ref: StudyRef, spec: dict[str, Any], direction: str, sampler, pruner)
         _remove_empty(ref)
         raise UserError(f"cannot create study in {ref.url}: {str(exc).splitlines()[0]}") from None
     return optuna.load_study(study_name=ref.name, storage=make_storage(ref.url), sampler=sampler, pruner=pruner)
+
+
+def delete(ref: StudyRef) -> None:
+    """Remove a study: from its storage, and its folder under the study store (weights,
+    checkpoints, the SQLite file). Used when creating it failed half-way."""
+    import shutil
+
+    forget_storage(ref.url)
+    try:
+        optuna.delete_study(study_name=ref.name, storage=make_storage(ref.url))
+    except Exception:  # noqa: BLE001 - already gone, or the file goes with the folder below
+        pass
+    forget_storage(ref.url)
+    shutil.rmtree(ref.dir, ignore_errors=True)
 
 
 def _remove_empty(ref: StudyRef) -> None:

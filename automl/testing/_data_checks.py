@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
 
-from automl.study.datasets import load_data
+from automl.study.datasets import SPLITS, check_bundle, input_tensors, load_data, stream_sample
 from automl.types import TASKS, DataBundle, Dataset, Split, StreamSplit
 
-SPLITS = ("train", "val", "test")
 MAX_ROWS = 20_000  # rows hashed per in-memory split
-STREAM_ROWS = 200  # items read per streamed split
 SLACK = 2  # shared rows always tolerated: small real datasets have a few exact duplicates
 
 
@@ -37,7 +32,7 @@ def load(plugin: str, ds: Dataset, path: str | None, options: dict[str, Any], se
     if ds.task not in TASKS:
         raise CheckFailed(f"task {ds.task!r} is not one of {', '.join(TASKS)}")
     # As a search loads it: type checks, empty splits, regression target statistics.
-    bundle = load_data(plugin, ds, path, dict(options), seed)
+    bundle = load_data(plugin, ds, path, dict(options), seed, check=False)
     sizes = []
     for name in SPLITS:
         split = getattr(bundle, name)
@@ -49,116 +44,32 @@ def load(plugin: str, ds: Dataset, path: str | None, options: dict[str, Any], se
     return f"{bundle.info.task}: " + ", ".join(sizes), bundle
 
 
-def _tensors(inputs: Any) -> dict[str, torch.Tensor]:
-    """The input tensors of a split by name (``x`` for a single tensor)."""
-    if isinstance(inputs, torch.Tensor):
-        return {"x": inputs}
-    out: dict[str, torch.Tensor] = {}
-    keys = list(inputs.keys()) if isinstance(inputs, Mapping) else list(range(len(inputs)))
-    for key in keys:
-        value = inputs[key]
-        if not isinstance(value, torch.Tensor):
-            raise CheckFailed(f"input {key!r} is a {type(value).__name__}, not a tensor")
-        out[str(key)] = value
-    return out
-
-
-def _stream_sample(split: StreamSplit, n: int = STREAM_ROWS) -> tuple[list[Any], list[torch.Tensor]]:
-    xs, ys = [], []
-    for i in range(min(n, len(split))):
-        item = split.dataset[i]
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise CheckFailed(f"item {i} of a streamed split is not an (inputs, target) pair")
-        xs.append(item[0])
-        ys.append(torch.as_tensor(item[1]))
-    return xs, ys
-
-
 def check_splits(ds: Dataset, bundle: DataBundle) -> str:
-    """Rows, structure, shapes, dtypes and labels agree across the three splits."""
-    info = bundle.info
-    problems: list[str] = []
+    """Rows, structure, shapes, dtypes and labels agree across the three splits (the checks a
+    search runs before its first trial: :func:`automl.study.datasets.check_bundle`)."""
     try:
-        json.dumps(asdict(info))
-    except (TypeError, ValueError) as exc:
-        problems.append(f"DataInfo is not JSON-able: {exc}")
-    try:
-        json.dumps(bundle.state)
-    except (TypeError, ValueError) as exc:
-        problems.append(f"DataBundle.state is not JSON-able: {exc}")
-    if info.task not in TASKS:
-        problems.append(f"DataInfo.task {info.task!r} is not one of {', '.join(TASKS)}")
-    if info.task == "classification":
-        if not isinstance(info.num_classes, int) or info.num_classes < 2:
-            problems.append(f"classification needs DataInfo.num_classes >= 2, not {info.num_classes!r}")
-        elif info.class_names is not None and len(info.class_names) != info.num_classes:
-            problems.append(f"{len(info.class_names)} class_names for {info.num_classes} classes")
-    layout: dict[str, tuple] = {}
-    for name in SPLITS:
-        split = getattr(bundle, name)
-        if isinstance(split, Split):
-            tensors = _tensors(split.inputs)
-            targets = split.targets
-            for key, t in tensors.items():
-                if t.shape[0] != len(targets):
-                    problems.append(f"{name}: input {key!r} has {t.shape[0]} rows for {len(targets)} targets")
-            if isinstance(split.inputs, torch.Tensor) and info.input_shape is not None \
-                    and tuple(split.inputs.shape[1:]) != tuple(info.input_shape):
-                problems.append(f"{name}: examples have shape {tuple(split.inputs.shape[1:])}, "
-                                f"DataInfo.input_shape says {tuple(info.input_shape)}")
-            layout[name] = tuple((k, t.dim(), t.dtype) for k, t in tensors.items()) + (
-                ("target", targets.dim(), targets.dtype),)
-        else:
-            xs, ys = _stream_sample(split, 8)
-            targets = torch.stack(ys) if ys else torch.zeros(0)
-            first = _tensors(xs[0])
-            layout[name] = tuple((k, t.dim() + 1, t.dtype) for k, t in first.items()) + (
-                ("target", targets.dim(), targets.dtype),)
-        problems += _target_problems(name, info, targets)
-    if len(set(layout.values())) > 1:
-        problems.append("splits differ in inputs (names, dimensions or dtypes): " +
-                        "; ".join(f"{n}: {_fmt_layout(v)}" for n, v in layout.items()))
+        problems, described = check_bundle(bundle)
+    except ValueError as exc:
+        raise CheckFailed(str(exc)) from None
     if problems:
         raise CheckFailed("; ".join(problems[:4]) + (f" (and {len(problems) - 4} more)" if len(problems) > 4 else ""))
-    return f"inputs {_fmt_layout(layout['train'])}"
-
-
-def _fmt_layout(layout: tuple) -> str:
-    return ", ".join(f"{key}:{str(dtype).replace('torch.', '')}[{ndim}d]" for key, ndim, dtype in layout)
-
-
-def _target_problems(name: str, info: Any, y: torch.Tensor) -> list[str]:
-    if info.task == "classification":
-        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-            return [f"{name}: classification targets are {y.dtype}, not integer class indices"]
-        if y.dim() != 1:
-            return [f"{name}: classification targets have shape {tuple(y.shape)}, not (N,)"]
-        lo, hi = int(y.min()), int(y.max())
-        if lo < 0 or (isinstance(info.num_classes, int) and hi >= info.num_classes):
-            return [f"{name}: labels span {lo}..{hi}, outside 0..{(info.num_classes or 0) - 1} "
-                    f"(num_classes={info.num_classes})"]
-    elif info.task == "regression":
-        if not y.is_floating_point():
-            return [f"{name}: regression targets are {y.dtype}, not floating point"]
-        if not bool(torch.isfinite(y).all()):
-            return [f"{name}: regression targets contain NaN or infinity"]
-    return []
+    return described
 
 
 def _row_hashes(split: Split | StreamSplit) -> list[bytes]:
     """One digest per row (all inputs and the target); a streamed split is sampled."""
     if isinstance(split, StreamSplit):
-        xs, ys = _stream_sample(split)
+        xs, ys = stream_sample(split)
         rows = []
         for x, y in zip(xs, ys):
             h = hashlib.blake2b(digest_size=16)
-            for t in list(_tensors(x).values()) + [y]:
+            for t in list(input_tensors(x).values()) + [y]:
                 h.update(t.detach().cpu().contiguous().numpy().tobytes())
             rows.append(h.digest())
         return rows
     n = min(len(split), MAX_ROWS)
     arrays = []
-    for t in list(_tensors(split.inputs).values()) + [split.targets]:
+    for t in list(input_tensors(split.inputs).values()) + [split.targets]:
         t = t[:n].detach().cpu()
         if t.layout != torch.strided:
             t = t.to_dense()

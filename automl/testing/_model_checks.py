@@ -14,7 +14,7 @@ import torch
 
 from automl.errors import UserError
 from automl.testing._data_checks import CheckFailed, Skip
-from automl.training import build_model, default_loss, split_outputs, suggest_training
+from automl.training import CheckError, build_model, check_space, suggest_training
 from automl.types import (
     DIRECTIONS,
     TASKS,
@@ -23,9 +23,6 @@ from automl.types import (
     Metric,
     SearchSpace,
     Split,
-    StreamSplit,
-    TrainContext,
-    call_model,
 )
 
 CPU = torch.device("cpu")
@@ -65,17 +62,11 @@ def check_define(space: SearchSpace, bundle: DataBundle, seed: int, n_configs: i
     return f"{len(configs)} configs, e.g. {json.dumps(configs[0]['model'])[:120]}", configs
 
 
-def _batch(split: Split | StreamSplit, size: int) -> tuple[Any, torch.Tensor]:
-    if isinstance(split, Split):
-        return split.take(torch.arange(min(size, len(split)), device=split.targets.device))
-    loader = torch.utils.data.DataLoader(split.dataset, batch_size=size, shuffle=False, num_workers=0)
-    return next(iter(loader))
-
-
 def check_model(space: SearchSpace, bundle: DataBundle, configs: list[dict[str, Any]], seed: int,
                 batch_size: int) -> tuple[str, tuple[Any, Any] | None]:
     """Build each config's model, run forward and backward on a real train batch, evaluate the
-    validation split, and save / load the weights as the engine does."""
+    validation split (:func:`automl.training.check_space`, as a search does before its first
+    trial), and save / load the weights as the engine does."""
     first_output = None
     params = 0
     for config in configs:
@@ -83,69 +74,15 @@ def check_model(space: SearchSpace, bundle: DataBundle, configs: list[dict[str, 
         data = space.prepare(bundle, full) if space.prepare is not None else bundle
         if not isinstance(data, DataBundle):
             raise CheckFailed(f"prepare() returned {type(data).__name__}, not DataBundle")
-        info = data.info
-        torch.manual_seed(seed)
-        model = build_model(space, config["model"], info)
+        try:
+            model, output = check_space(space, data, config, None, CPU, seed=seed, batch_size=batch_size,
+                                        eval_rows=EVAL_ROWS)
+        except CheckError as exc:
+            raise CheckFailed(str(exc)) from None
         params = sum(p.numel() for p in model.parameters())
-        model.train()
-        xb, yb = _batch(data.train, batch_size)
-        loss_fn = default_loss(info, config["train"], data.train, CPU)
-        if space.step is not None:
-            ctx = TrainContext(config["train"], info, data, CPU, loss_fn, torch.Generator().manual_seed(seed))
-            loss = space.step(model, xb, yb, ctx)
-        else:
-            if info.task not in ("classification", "regression"):
-                raise CheckFailed(f"task {info.task!r} has no default loss: the space needs a step")
-            out = call_model(model, xb)
-            _check_output(out, info, int(yb.shape[0]))
-            loss = loss_fn(out, yb)
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise CheckFailed(f"the loss is {type(loss).__name__} {getattr(loss, 'shape', '')}, not a scalar tensor")
-        if not bool(torch.isfinite(loss.detach())):
-            raise CheckFailed(f"the loss of an untrained model is {float(loss)}")
-        if not loss.requires_grad:
-            raise CheckFailed("the loss does not depend on any trainable parameter")
-        loss.backward()
-        trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        if not trainable:
-            raise CheckFailed("the model has no trainable parameters")
-        if all(p.grad is None for _, p in trainable):
-            raise CheckFailed("backward reached no parameter")
-        bad = [n for n, p in trainable if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-        if bad:
-            raise CheckFailed(f"gradients are not finite in {', '.join(bad[:3])}")
-        output = _evaluate(model, data)
         first_output = first_output if first_output is not None else (output if data.evaluate is not None else None)
-        _check_weights(model, space, config, info)
+        _check_weights(model, space, config, data.info)
     return f"{len(configs)} models, forward + backward ok ({params:,} parameters in the last)", first_output
-
-
-def _check_output(out: Any, info: DataInfo, rows: int) -> None:
-    if not isinstance(out, torch.Tensor):
-        raise CheckFailed(f"the model returned {type(out).__name__}, not a tensor")
-    if info.task == "classification" and tuple(out.shape) != (rows, info.num_classes):
-        raise CheckFailed(f"the model returned shape {tuple(out.shape)} for a batch of {rows}; "
-                          f"classification needs ({rows}, {info.num_classes}) logits")
-    if info.task == "regression" and tuple(out.shape) not in ((rows,), (rows, 1)):
-        raise CheckFailed(f"the model returned shape {tuple(out.shape)} for a batch of {rows}; "
-                          f"regression needs ({rows},) or ({rows}, 1)")
-    if not bool(torch.isfinite(out.detach()).all()):
-        raise CheckFailed("the untrained model's output is not finite")
-
-
-def _evaluate(model: torch.nn.Module, data: DataBundle) -> tuple[Any, Any]:
-    model.eval()
-    if data.evaluate is not None:
-        with torch.no_grad():
-            return data.evaluate(model, "val", CPU)
-    val = data.val
-    if isinstance(val, Split) and len(val) > EVAL_ROWS:
-        val = Split(*val.take(torch.arange(EVAL_ROWS, device=val.targets.device)))
-    y_true, y_pred = split_outputs(model, val, data.info, CPU)
-    if len(y_pred) != len(y_true) or not np.isfinite(y_pred).all():
-        raise CheckFailed(f"evaluating the validation split gave {len(y_pred)} predictions for "
-                          f"{len(y_true)} targets, or predictions that are not finite")
-    return y_true, y_pred
 
 
 def _check_weights(model: torch.nn.Module, space: SearchSpace, config: dict[str, Any], info: DataInfo) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from automl import UserError
-from automl.backends.devices import assign_devices, parse_gpus, slots_per_gpu, threads_per_worker
+from automl.backends.devices import assign_devices, cuda_count, parse_gpus, slots_per_gpu, threads_per_worker
 
 
 def test_auto_uses_every_gpu_round_robin():
@@ -80,3 +82,22 @@ def test_threads_divided_among_workers(monkeypatch):
         assert threads_per_worker(2, cores=8) == 4
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's choice wins
     assert threads_per_worker(2, cores=8) == 1
+
+
+def test_a_gpu_worker_sees_only_its_own_gpu(monkeypatch):
+    from automl.backends.local import _own_gpu
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert _own_gpu("cpu") == "cpu" and "CUDA_VISIBLE_DEVICES" not in os.environ
+    assert _own_gpu("cuda:1") == "cuda:0"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6,7")  # indices are relative to what is visible
+    assert _own_gpu("cuda:2") == "cuda:0"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "7"
+
+
+def test_evaluation_follows_the_gpus_option():
+    from automl.backends.devices import main_device
+
+    assert main_device("none") == "cpu"
+    assert main_device("auto") == ("cuda:0" if cuda_count() else "cpu")

@@ -3,6 +3,7 @@ search on a ``ray start`` cluster. Each starts Ray (seconds), so there are only 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -21,10 +22,18 @@ def _trials(studies, name):
     return optuna.load_study(study_name=name, storage=f"sqlite:///{studies / name / 'study.db'}").trials
 
 
-def test_ray_search_then_resume_on_local_backend(cli, studies):
+def test_ray_search_then_resume_on_local_backend(cli, studies, installed, tmp_path, monkeypatch):
+    heard = tmp_path / "listener.jsonl"  # the always-on fixture_listener plugin writes here
+    monkeypatch.setenv("AUTOML_LISTENER_FILE", str(heard))
     res = cli("search", *QUICK, "--backend", "ray", "--trials", "4", "--workers", "2", "--study", "r1",
               "--pruner", "none")
     assert res.code == 0, res.err
+    events = [json.loads(line) for line in heard.read_text().splitlines()]
+    starts = [e for e in events if e["hook"] == "on_trial_start"]
+    assert sorted(e["number"] for e in starts) == [0, 1, 2, 3]
+    assert os.getpid() not in {e["pid"] for e in starts}  # heard in Ray's worker processes
+    assert sum(e["hook"] == "on_trial_end" for e in events) == 4 and any(e["hook"] == "on_epoch_end" for e in events)
+    assert [e["pid"] for e in events if e["hook"] == "on_study_end"] == [os.getpid()]
     assert "Configuration for experiment" not in res.out and "Trial status" not in res.out
     rows = cli("leaderboard", "r1", "--format", "json").json()
     assert len(rows) == 4 and all(r["state"] == "COMPLETE" and r["value"] is not None for r in rows)

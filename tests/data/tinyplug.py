@@ -2,9 +2,12 @@
 
 Dataset ``line``: y = 3*x0 - 2*x1 + noise (regression, learnable in a few epochs).
 Dataset ``blobs``: two Gaussian blobs (binary classification).
-Spaces: ``linear`` (works), ``boom`` (raises in build), ``nan`` (produces NaN losses),
+Dataset ``faulty``: what a plugin author gets wrong (``--option fault=sizes|channels_last``).
+Spaces: ``linear`` (works), ``boom`` (raises in build), ``late`` (fails after three training
+batches: a trial error), ``nan`` (produces NaN losses),
 ``slow`` (sleeps per batch, for kill and signal tests), ``oom`` (out of memory above a
 batch of 16), ``die`` (the training process kills itself, as the kernel's OOM killer would).
+With ``TINYPLUG_DIE_HIDDEN=N`` every space's model with ``hidden == N`` kills its process.
 """
 
 import os
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl import DataBundle, DataInfo, Dataset, Option, PluginInfo, SearchSpace, Split, hookimpl, metrics
+from automl import DataBundle, DataInfo, Dataset, Metric, Option, PluginInfo, SearchSpace, Split, hookimpl, metrics
 from automl.data import three_way_split
 from automl.training import suggest_training
 
@@ -46,9 +49,28 @@ def define_linear(trial, info):
     return {"hidden": trial.suggest_int("hidden", 4, 16)}
 
 
+class DiesTraining(nn.Module):
+    """Kills its own process on its second training batch, as the kernel's OOM killer takes a
+    worker mid-training (the first batch is the one a search checks before it starts)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls > 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner(x)
+
+
 def build_linear(cfg, info):
     out = info.num_classes or 1
-    return nn.Sequential(nn.Linear(info.input_shape[0], cfg["hidden"]), nn.ReLU(), nn.Linear(cfg["hidden"], out))
+    model = nn.Sequential(nn.Linear(info.input_shape[0], cfg["hidden"]), nn.ReLU(), nn.Linear(cfg["hidden"], out))
+    if str(cfg["hidden"]) == os.environ.get("TINYPLUG_DIE_HIDDEN"):
+        return DiesTraining(model)  # this one configuration kills its worker, every time
+    return model
 
 
 def train_small(trial, info):
@@ -59,6 +81,46 @@ def train_small(trial, info):
 
 def build_boom(cfg, info):
     raise RuntimeError("boom: this model cannot be built")
+
+
+class Late(nn.Module):
+    """Trains for three batches, then fails: a trial error, not a broken space."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls > 3:
+                raise RuntimeError("boom: this model fails while training")
+        return self.inner(x)
+
+
+def build_late(cfg, info):
+    return Late(build_linear(cfg, info))
+
+
+def load_faulty(path, options, seed):
+    """Data a plugin got wrong (``fault``): ``sizes`` gives the train split one target fewer
+    than inputs; ``channels_last`` gives (8, 8, 1) images where DataInfo says (1, 8, 8)."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, size=400).astype(np.int64)
+    if options["fault"] == "channels_last":
+        x = torch.tensor(rng.normal(size=(400, 8, 8, 1)), dtype=torch.float32)
+        splits = [Split(x[i:i + 240 if i == 0 else i + 80], torch.tensor(y[i:i + 240 if i == 0 else i + 80]))
+                  for i in (0, 240, 320)]
+        return DataBundle(*splits, DataInfo(task="classification", num_classes=2, input_shape=(1, 8, 8)))
+    bundle = load_blobs(path, options, seed)
+    if options["fault"] == "sizes":
+        bundle.train = Split(bundle.train.inputs, bundle.train.targets[:-1])
+    return bundle
+
+
+def one_argument_metric(y_true):
+    """A metric written with the wrong signature (a metric is fn(y_true, y_pred))."""
+    return 0.0
 
 
 def train_nan(trial, info):
@@ -107,7 +169,7 @@ def build_oom(cfg, info):
 
 
 def build_die(cfg, info):
-    os.kill(os.getpid(), signal.SIGKILL)
+    return DiesTraining(build_linear(cfg, info))
 
 
 ALL = ("classification", "regression")
@@ -124,12 +186,16 @@ def register_datasets(register):
     register(Dataset("line", "regression", load_line, "y = 3 x0 - 2 x1 + noise",
                      options=(Option("rows", int, 200, "number of rows"),)))
     register(Dataset("blobs", "classification", load_blobs, "two Gaussian blobs"))
+    register(Dataset("faulty", "classification", load_faulty, "data with a fault a plugin author can make",
+                     options=(Option("fault", str, "none", "sizes, channels_last or none",
+                                     choices=("none", "sizes", "channels_last")),)))
 
 
 @hookimpl
 def register_spaces(register):
     register(SearchSpace("linear", ALL, define_linear, build_linear, train=train_small))
     register(SearchSpace("boom", ALL, define_linear, build_boom, train=train_small))
+    register(SearchSpace("late", ALL, define_linear, build_late, train=train_small))
     register(SearchSpace("nan", ALL, define_linear, build_linear, train=train_nan))
     register(SearchSpace("slow", ALL, define_linear, build_slow, train=train_slow))
     register(SearchSpace("oom", ALL, define_linear, build_oom, train=train_small))
@@ -141,3 +207,4 @@ def register_metrics(register):
     register(metrics.RMSE)
     register(metrics.R2)
     register(metrics.ACCURACY)
+    register(Metric("onearg", "maximize", ALL, one_argument_metric, "wrong signature on purpose"))

@@ -62,7 +62,7 @@ def test_space_forward_backward(bundle, name, crop):
     assert model(x).shape == (16, 2)
     weight = torch.tensor([0.5, 2.0])
     ce = lambda out, t: torch.nn.functional.cross_entropy(out, t, weight=weight)
-    ctx = TrainContext({"rc_augment": True}, data.info, data, torch.device("cpu"), ce,
+    ctx = TrainContext({"rc_augment": True}, data.info, data.train, data.val, torch.device("cpu"), ce,
                        torch.Generator().manual_seed(0))
     loss = space.step(model, x, y, ctx)
     loss.backward()

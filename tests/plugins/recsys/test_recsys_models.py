@@ -62,7 +62,8 @@ def test_space_forward_backward(bundles, name, task, loss):
     assert out.shape == (32,)
     cfg = {"loss": loss, "neg_ratio": 3, "reg": 1e-3}
     mse = lambda o, t: torch.nn.functional.mse_loss(o, t) / info.target_std ** 2
-    ctx = TrainContext(cfg, info, bundle, torch.device("cpu"), mse, torch.Generator().manual_seed(0))
+    ctx = TrainContext(cfg, info, bundle.train, bundle.val, torch.device("cpu"), mse,
+                       torch.Generator().manual_seed(0))
     step_loss = space.step(model, inputs, targets, ctx)
     step_loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]

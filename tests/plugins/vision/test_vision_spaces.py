@@ -72,7 +72,7 @@ def test_vision_step_augments_and_returns_a_loss():
     cfg = {"augment": "strong", "hflip": True}
     model = build_mlp({"layers": 1, "width": 16, "dropout": 0.0, "batch_norm": False, "activation": "relu"}, COLOR)
     x, y = _batch(COLOR, 8)
-    ctx = TrainContext(cfg, COLOR, None, torch.device("cpu"), torch.nn.functional.cross_entropy)
+    ctx = TrainContext(cfg, COLOR, None, None, torch.device("cpu"), torch.nn.functional.cross_entropy)
     loss = vision_step(model, x, y, ctx)
     loss.backward()
     assert loss.dim() == 0 and torch.isfinite(loss)

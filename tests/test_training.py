@@ -1,0 +1,100 @@
+"""The shared trainer: what a custom step sees, stopping between batches, checkpoints that load
+on the CPU whatever device saved them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from automl import DataBundle, DataInfo, Split, metrics
+from automl.training import fit
+
+
+def _bundle(n: int = 64) -> DataBundle:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3 * n, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    parts = [Split(x[i * n:(i + 1) * n], y[i * n:(i + 1) * n]) for i in range(3)]
+    return DataBundle(*parts, DataInfo(task="classification", num_classes=2, input_shape=(4,)))
+
+
+def test_a_custom_step_sees_train_and_val_never_test():
+    data, seen = _bundle(), []
+
+    def step(model, x, y, ctx):
+        seen.append({f.name for f in dataclasses.fields(ctx)})
+        assert ctx.train.targets.shape[0] == 64 and ctx.val.targets.shape[0] == 64
+        return ctx.loss(model(x), y)
+
+    fit(nn.Linear(4, 2), data, {"epochs": 1, "batch_size": 32, "lr": 0.01}, metrics.ACCURACY,
+        torch.device("cpu"), step=step)
+    assert seen and all("test" not in names and "data" not in names for names in seen)
+
+
+def test_after_batch_can_stop_training_between_batches():
+    calls = []
+
+    class Stop(BaseException):
+        pass
+
+    def after_batch():
+        calls.append(1)
+        if len(calls) == 3:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(nn.Linear(4, 2), _bundle(), {"epochs": 5, "batch_size": 8, "lr": 0.01}, metrics.ACCURACY,
+            torch.device("cpu"), after_batch=after_batch)
+    assert len(calls) == 3
+
+
+def test_a_checkpoint_loads_on_the_cpu_and_training_continues_from_it(tmp_path):
+    """A run stopped after its first epoch continues from its checkpoint: the saved RNG
+    states are CPU tensors (set_rng_state takes no other), whatever device trained."""
+    ckpt = tmp_path / "checkpoint.pt"
+    cfg = {"epochs": 3, "batch_size": 16, "lr": 0.05, "patience": 10}
+    batches = []
+
+    class Stop(BaseException):
+        pass
+
+    def stop_in_second_epoch():
+        batches.append(1)
+        if len(batches) == 5:  # 4 batches per epoch: the second epoch's first batch
+            raise Stop
+
+    torch.manual_seed(0)
+    with pytest.raises(Stop):
+        fit(nn.Linear(4, 2), _bundle(), cfg, metrics.ACCURACY, torch.device("cpu"), checkpoint=ckpt,
+            checkpoint_every_s=0, after_batch=stop_in_second_epoch)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert state["epoch"] == 0 and state["torch_rng"].device.type == "cpu"
+    result = fit(nn.Linear(4, 2), _bundle(), cfg, metrics.ACCURACY, torch.device("cpu"), checkpoint=ckpt,
+                 checkpoint_every_s=0)
+    assert result.resumed_from_epoch == 1 and result.epochs_run == 3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on a lent GPU machine)")
+def test_a_checkpoint_saved_on_cuda_continues_on_cuda(tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    cfg = {"epochs": 3, "batch_size": 16, "lr": 0.05, "patience": 10}
+    batches = []
+
+    class Stop(BaseException):
+        pass
+
+    def stop():
+        batches.append(1)
+        if len(batches) == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        fit(nn.Linear(4, 2), _bundle(), cfg, metrics.ACCURACY, torch.device("cuda"), checkpoint=ckpt,
+            checkpoint_every_s=0, after_batch=stop)
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["cuda_rng"]
+    result = fit(nn.Linear(4, 2), _bundle(), cfg, metrics.ACCURACY, torch.device("cuda"), checkpoint=ckpt)
+    assert result.resumed_from_epoch == 1
