@@ -24,6 +24,7 @@ from automl._version import __version__
 
 __all__ = [
     "TASKS",
+    "ArrayModel",
     "Baseline",
     "DataBundle",
     "DataInfo",
@@ -60,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from automl.hookspecs import hookimpl
     from automl.types import (
         TASKS,
+        ArrayModel,
         Baseline,
         DataBundle,
         DataInfo,

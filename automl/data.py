@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from automl.errors import UserError
-from automl.types import PredictContext, Predictions, call_model, map_inputs
+from automl.types import ArrayModel, PredictContext, Predictions, call_model, map_inputs
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -208,26 +208,30 @@ def model_outputs(model: nn.Module, inputs: Any, device: torch.device, batch_siz
     return torch.cat(outs)
 
 
-def predict_rows(model: nn.Module, inputs: Any, ids: Sequence[Any], ctx: PredictContext,
+def predict_rows(model: nn.Module | ArrayModel, inputs: Any, ids: Sequence[Any], ctx: PredictContext,
                  summary: dict[str, Any] | None = None) -> Predictions:
     """Run ``model`` on preprocessed ``inputs`` (one row per id) and return :class:`Predictions`.
 
     Classification rows are ``{"id", "prediction": class name, "p_<class>": probability...}``
-    (softmax of the outputs); regression rows ``{"id", "prediction": value}``; other tasks get
-    the raw output as ``score`` (one number) or ``score_0..`` columns.
+    (softmax of a module's outputs; an :class:`automl.ArrayModel` gives probabilities itself);
+    regression rows ``{"id", "prediction": value}``; other tasks get the raw output as
+    ``score`` (one number) or ``score_0..`` columns.
     """
     import torch
 
     ids = list(ids)
     if not ids:
         return Predictions([], dict(summary or {}))
-    out = model_outputs(model, inputs, ctx.device, ctx.batch_size)
+    array_model = not hasattr(model, "state_dict")  # an ArrayModel predicts probabilities or values itself
+    out = torch.as_tensor(np.asarray(model.predict(inputs)), dtype=torch.float32) if array_model \
+        else model_outputs(model, inputs, ctx.device, ctx.batch_size)
     if out.shape[0] != len(ids):
         raise ValueError(f"{len(ids)} ids but {out.shape[0]} outputs")
     info = ctx.info
     rows: list[dict[str, Any]] = []
     if info.task == "classification":
-        probs = torch.softmax(out.reshape(len(ids), -1), dim=-1)
+        out = out.reshape(len(ids), -1)
+        probs = out if array_model else torch.softmax(out, dim=-1)
         names = list(info.class_names or [str(i) for i in range(probs.shape[1])])
         if len(names) != probs.shape[1]:
             names = [str(i) for i in range(probs.shape[1])]

@@ -13,6 +13,7 @@ enough for a checkpoint to pay. The loss is synchronised once per epoch, not per
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import math
 import time
@@ -28,6 +29,7 @@ from torch import nn
 
 from automl.errors import TrialFailed
 from automl.types import (
+    ArrayModel,
     DataBundle,
     DataInfo,
     Metric,
@@ -40,7 +42,26 @@ from automl.types import (
 )
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+#: Learning-rate schedules: per epoch (``cosine``) or per batch (``onecycle``, ``warmup_cosine``).
+SCHEDULERS = ("constant", "cosine", "onecycle", "warmup_cosine")
 EVAL_BATCH = 1024
+
+
+#: Set while a search samples a config whose epochs it fixes itself (see fixed_epochs).
+_FIXED_EPOCHS: contextvars.ContextVar[int | None] = contextvars.ContextVar("automl_fixed_epochs", default=None)
+
+
+@contextlib.contextmanager
+def fixed_epochs(epochs: int | None):
+    """While active, :func:`suggest_training` does not search ``epochs`` but returns this
+    number: a search fixes it when ``--max-epochs`` caps every trial or a time budget sets it
+    (pruning and early stopping then decide how many epochs a trial really runs), so that no
+    dead ``epochs`` dimension is searched. ``None`` leaves it searched."""
+    token = _FIXED_EPOCHS.set(epochs)
+    try:
+        yield
+    finally:
+        _FIXED_EPOCHS.reset(token)
 
 
 def suggest_training(
@@ -52,24 +73,52 @@ def suggest_training(
     lr: tuple[float, float] = (3e-4, 3e-2),
     weight_decay: tuple[float, float] = (1e-6, 1e-2),
     optimizers: tuple[str, ...] = OPTIMIZERS,
+    schedulers: tuple[str, ...] = ("constant", "cosine"),
+    momentum: tuple[float, float] | None = None,
+    ema: tuple[float, ...] = (),
     patience: int = 6,
 ) -> dict[str, Any]:
     """Suggest the training hyperparameters every model needs, and return them as a config.
 
-    Searched: ``optimizer``, ``lr`` (log scale), ``weight_decay`` (log scale), ``batch_size``,
-    ``epochs`` and the ``scheduler`` (constant or cosine). Early stopping uses ``patience``
-    epochs without improvement of the validation metric. Spaces call it with their own ranges
-    and add their own keys (``label_smoothing``, ``class_weighted``, ``grad_clip``).
+    Searched, with these keywords (and defaults):
+
+    - ``optimizer`` among ``optimizers`` (``("adam", "adamw", "sgd")``);
+    - ``lr`` in ``lr`` (``(3e-4, 3e-2)``, log scale);
+    - ``weight_decay`` in ``weight_decay`` (``(1e-6, 1e-2)``, log scale; never applied to biases
+      and normalisation parameters);
+    - ``batch_size`` among ``batch_sizes`` (``(32, 64, 128)``);
+    - ``epochs`` in ``epochs`` (``(8, 40)``), unless the search fixes it (``--max-epochs``, a
+      time budget: :func:`fixed_epochs`), when it is that number and not searched;
+    - ``scheduler`` among ``schedulers`` (``("constant", "cosine")``; also ``"onecycle"`` and
+      ``"warmup_cosine"``, stepped per batch: :data:`SCHEDULERS`);
+    - with ``momentum=(low, high)``, when the optimizer is SGD: ``momentum`` in that range and
+      ``nesterov`` (true or false); without it SGD uses momentum 0.9 with Nesterov;
+    - with ``ema=(0.0, 0.99, ...)``: ``ema``, the decay of an exponential moving average of the
+      weights, which is then what is validated and kept (0 turns it off).
+
+    Early stopping ends a trial after ``patience`` epochs without improvement of the
+    validation metric. Spaces add their own keys to the returned config
+    (``label_smoothing``, ``class_weighted``, ``grad_clip``...). Example::
+
+        cfg = suggest_training(trial, info, epochs=(10, 30), optimizers=("adamw", "sgd"),
+                               schedulers=("cosine", "onecycle"), momentum=(0.85, 0.95))
     """
-    return {
+    fixed = _FIXED_EPOCHS.get()
+    cfg = {
         "optimizer": trial.suggest_categorical("optimizer", list(optimizers)),
         "lr": trial.suggest_float("lr", lr[0], lr[1], log=True),
         "weight_decay": trial.suggest_float("weight_decay", weight_decay[0], weight_decay[1], log=True),
         "batch_size": trial.suggest_categorical("batch_size", list(batch_sizes)),
-        "epochs": trial.suggest_int("epochs", epochs[0], epochs[1]),
-        "scheduler": trial.suggest_categorical("scheduler", ["constant", "cosine"]),
+        "epochs": fixed if fixed is not None else trial.suggest_int("epochs", epochs[0], epochs[1]),
+        "scheduler": trial.suggest_categorical("scheduler", list(schedulers)),
         "patience": patience,
     }
+    if momentum is not None and cfg["optimizer"] == "sgd":
+        cfg["momentum"] = trial.suggest_float("momentum", momentum[0], momentum[1])
+        cfg["nesterov"] = trial.suggest_categorical("nesterov", [True, False])
+    if ema:
+        cfg["ema"] = trial.suggest_categorical("ema", list(ema))
+    return cfg
 
 
 class TargetScaler(nn.Module):
@@ -89,13 +138,51 @@ class TargetScaler(nn.Module):
         return out * self.std + self.mean
 
 
-def build_model(space: SearchSpace, model_config: dict[str, Any], info: DataInfo) -> nn.Module:
-    """Build a space's model for a config; regression models get a :class:`TargetScaler`."""
+def build_model(space: SearchSpace, model_config: dict[str, Any], info: DataInfo) -> nn.Module | ArrayModel:
+    """Build a space's model for a config: a torch module (regression modules get a
+    :class:`TargetScaler`, unless they fit themselves) or an :class:`automl.ArrayModel`."""
     model = space.build(model_config, info)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"space {space.name!r} build() returned {type(model).__name__}, not nn.Module")
-    if info.task == "regression" and info.target_std:
+        if isinstance(model, ArrayModel):
+            return model
+        raise TypeError(f"space {space.name!r} build() returned {type(model).__name__}, not nn.Module or an "
+                        "ArrayModel (fit, predict, save, load)")
+    if info.task == "regression" and info.target_std and not fits_itself(model):
         model = TargetScaler(model, info.target_mean or 0.0, info.target_std)
+    return model
+
+
+def fits_itself(model: Any) -> bool:
+    """Whether a model is trained by its own ``fit`` (an :class:`automl.ArrayModel`, or a
+    closed-form torch module) rather than by the gradient loop."""
+    return callable(getattr(model, "fit", None))
+
+
+def save_model(model: nn.Module | ArrayModel, path: Path) -> None:
+    """Store a trained model at ``path`` atomically: a torch module's ``state_dict`` as the
+    file ``path``; an :class:`automl.ArrayModel` with its own ``save`` into the folder
+    ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    if isinstance(model, nn.Module):
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+        tmp.replace(path)
+        return
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.replace(path)
+
+
+def load_model(model: nn.Module | ArrayModel, path: Path) -> nn.Module | ArrayModel:
+    """Load what :func:`save_model` stored into a model freshly built from the same config
+    (a state_dict is read with ``weights_only=True``)."""
+    if isinstance(model, nn.Module):
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    else:
+        model.load(path)
     return model
 
 
@@ -121,16 +208,48 @@ def default_loss(info: DataInfo, cfg: dict[str, Any], train: Split | StreamSplit
 
 
 def make_optimizer(model: nn.Module, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """The config's optimizer. Weight decay applies to weight matrices and kernels only: biases
+    and normalisation parameters (every parameter of one dimension) are not decayed, as in
+    the usual recipes for ResNets and transformers (decaying BatchNorm scales hurts)."""
     name = cfg.get("optimizer", "adamw")
     lr, wd = float(cfg.get("lr", 1e-3)), float(cfg.get("weight_decay", 0.0))
     params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": wd},
+              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9, nesterov=True)
+        nesterov = bool(cfg.get("nesterov", True))
+        return torch.optim.SGD(groups, lr=lr, momentum=float(cfg.get("momentum", 0.9)), nesterov=nesterov)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(groups, lr=lr)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(groups, lr=lr)
     raise TrialFailed(f"unknown optimizer {name!r}; valid: {', '.join(OPTIMIZERS)}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: dict[str, Any], epochs: int,
+                   steps_per_epoch: int) -> tuple[Any, bool]:
+    """The config's learning-rate schedule (torch's own schedulers) and whether it steps per
+    batch: ``cosine`` anneals per epoch; ``onecycle`` (OneCycleLR) and ``warmup_cosine`` (a
+    linear warm-up over the first 5 % of the steps, at least one epoch's worth up to 500 steps,
+    then cosine) step per batch; ``constant``: none."""
+    name = cfg.get("scheduler", "constant")
+    sched = torch.optim.lr_scheduler
+    total = max(1, epochs * max(1, steps_per_epoch))
+    if name in ("constant", None):
+        return None, False
+    if name == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=max(1, epochs)), False
+    if name == "onecycle":
+        return sched.OneCycleLR(optimizer, max_lr=float(cfg.get("lr", 1e-3)), total_steps=total), True
+    if name == "warmup_cosine":
+        warm = min(total - 1, max(1, min(500, steps_per_epoch), int(0.05 * total)))
+        if warm < 1:
+            return sched.CosineAnnealingLR(optimizer, T_max=total), True
+        return sched.SequentialLR(optimizer, [sched.LinearLR(optimizer, start_factor=0.1, total_iters=warm),
+                                              sched.CosineAnnealingLR(optimizer, T_max=max(1, total - warm))],
+                                  milestones=[warm]), True
+    raise TrialFailed(f"unknown scheduler {name!r}; valid: {', '.join(SCHEDULERS)}")
 
 
 @dataclass
@@ -143,6 +262,8 @@ class FitResult:
     samples: int = 0
     seconds: float = 0.0
     resumed_from_epoch: int | None = None
+    #: Training stopped at ``deadline`` (after a validated, possibly partial, epoch).
+    cut: bool = False
 
 
 def _as_numpy(t: torch.Tensor) -> np.ndarray:
@@ -155,8 +276,8 @@ def _loader(split: StreamSplit, batch_size: int, shuffle: bool, device: torch.de
         persistent_workers=split.num_workers > 0, pin_memory=device.type == "cuda")
 
 
-def split_outputs(model: nn.Module, split: Split | StreamSplit, info: DataInfo, device: torch.device,
-                  batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
+def split_outputs(model: nn.Module | ArrayModel, split: Split | StreamSplit, info: DataInfo,
+                  device: torch.device, batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """A model's outputs on a whole labelled split: ``(y_true, y_pred)`` as numpy arrays, with
     class probabilities (softmax) for classification. This is what a :class:`automl.Metric`
     receives.
@@ -166,6 +287,10 @@ def split_outputs(model: nn.Module, split: Split | StreamSplit, info: DataInfo, 
         y_true, y_pred = split_outputs(model, bundle.val, bundle.info, torch.device("cpu"))
         accuracy = automl.metrics.ACCURACY.fn(y_true, y_pred)
     """
+    if not isinstance(model, nn.Module):
+        if not isinstance(split, Split):
+            raise TypeError("an ArrayModel predicts on a split held in memory, not a streamed one")
+        return _as_numpy(split.targets), np.asarray(model.predict(split.inputs))
     model.eval()
     outs, ys = [], []
     with torch.inference_mode(), _autocast(device):
@@ -186,12 +311,25 @@ def split_outputs(model: nn.Module, split: Split | StreamSplit, info: DataInfo, 
     return _as_numpy(y), _as_numpy(out)
 
 
-def evaluate(model: nn.Module, data: DataBundle, split_name: str, device: torch.device) -> tuple[Any, Any]:
+def evaluate(model: nn.Module | ArrayModel, data: DataBundle, split_name: str,
+             device: torch.device) -> tuple[Any, Any]:
     """``(y_true, y_pred)`` of one split (``train``, ``val`` or ``test``): the dataset's own
     ``evaluate`` when it has one (ranking over a catalogue), else :func:`split_outputs`."""
     if data.evaluate is not None:
         return data.evaluate(model, split_name, device)
     return split_outputs(model, data.split(split_name), data.info, device)
+
+
+def validation_loss(task: str, y_true: Any, y_pred: Any) -> float | None:
+    """The task's loss on a split's outputs: cross-entropy of the class probabilities for
+    classification, mean squared error for regression; ``None`` for other outputs."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    if task == "classification" and p.ndim == 2 and t.ndim == 1 and len(t) == len(p) and len(t):
+        picked = np.clip(p[np.arange(len(t)), t.astype(np.int64)], 1e-12, 1.0)
+        return float(-np.mean(np.log(picked)))
+    if task == "regression" and p.shape == t.shape and len(t):
+        return float(np.mean((p.astype(np.float64) - t.astype(np.float64)) ** 2))
+    return None
 
 
 def score(metric: Metric, y_true: Any, y_pred: Any) -> float:
@@ -232,6 +370,7 @@ def fit(
     checkpoint: Path | None = None,
     checkpoint_every_s: float = 10.0,
     after_batch: Callable[[], None] | None = None,
+    deadline: float | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train`` and select its best epoch on ``data.val``.
 
@@ -240,7 +379,12 @@ def fit(
     optimizer, scheduler, RNG, history) is saved there at most every ``checkpoint_every_s``
     seconds, and a run that finds one continues from it. ``after_batch()`` is called after
     every optimizer step; it may raise to stop training at once (a worker asked to stop).
+    ``deadline`` (a ``time.time()`` value: a time budget): once it passes, the current epoch
+    ends after its current batch, is validated and reported, and training stops with the best
+    epoch so far (``FitResult.cut``).
     """
+    if fits_itself(model):
+        return _fit_itself(model, data, metric, device, report)
     start = time.perf_counter()
     model.to(device)
     if device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
@@ -251,8 +395,10 @@ def fit(
     epochs, bs = int(cfg.get("epochs", 10)), int(cfg.get("batch_size", 64))
     patience = int(cfg.get("patience", 5))
     optimizer = make_optimizer(model, cfg)
-    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
-                 if cfg.get("scheduler") == "cosine" else None)
+    steps = len(train) // bs + (1 if len(train) % bs > 1 else 0)  # the batches an epoch runs (see below)
+    scheduler, per_batch = make_scheduler(optimizer, cfg, epochs, steps)
+    ema = _ema(model, cfg)
+    judged = ema.module if ema is not None else model  # what is validated and kept
     loss_fn = default_loss(data.info, cfg, train, device)
     gen = torch.Generator().manual_seed(seed)
     ctx = TrainContext(cfg, data.info, train, val, device, loss_fn, gen)
@@ -266,6 +412,8 @@ def fit(
         # load_state_dict moves weights and optimizer state to the model's device.
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
+        if ema is not None and "ema" in state:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and "scheduler" in state:
             scheduler.load_state_dict(state["scheduler"])
@@ -277,7 +425,7 @@ def fit(
         best_state = {k: v.to(device) for k, v in state["best_state"].items()}
         history = [dict(zip(("epoch", "train_loss", "value"), map(float, row))) for row in state["history"]]
         first_epoch = int(state["epoch"]) + 1
-    last_save, samples = time.perf_counter(), 0
+    last_save, samples, cut = time.perf_counter(), 0, False
 
     for epoch in range(first_epoch, epochs):
         model.train()
@@ -303,28 +451,35 @@ def fit(
                 nn.utils.clip_grad_norm_(model.parameters(), float(clip))
             scaler.step(optimizer)
             scaler.update()
+            if ema is not None:
+                ema.update_parameters(model)
+            if per_batch and scheduler is not None and scheduler.last_epoch < scheduler_total(scheduler):
+                scheduler.step()
             total += loss.detach().float()
             n_batches += 1
             samples += int(yb.shape[0])
             if after_batch is not None:
                 after_batch()
-        if scheduler is not None:
+            if deadline is not None and time.time() >= deadline:
+                cut = True  # the budget ends this epoch here: validate what was trained
+                break
+        if scheduler is not None and not per_batch:
             scheduler.step()
         train_loss = float(total) / max(1, n_batches)  # the one sync of the epoch
         if not math.isfinite(train_loss):
             raise TrialFailed(f"loss became {train_loss} at epoch {epoch}")
-        value = score(metric, *evaluate(model, moved, "val", device))
+        value = score(metric, *evaluate(judged, moved, "val", device))
         history.append({"epoch": float(epoch), "train_loss": train_loss, "value": value})
         if sign * value > sign * best_value:
             best_value, best_epoch = value, epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
         if report is not None:
             report(epoch, value, train_loss)
-        if epoch - best_epoch >= patience:
+        if cut or epoch - best_epoch >= patience:
             break
         if checkpoint is not None and time.perf_counter() - last_save >= checkpoint_every_s:
             _save_checkpoint(checkpoint, model, optimizer, scheduler, gen, epoch, best_value,
-                             best_epoch, best_state, history)
+                             best_epoch, best_state, history, ema)
             last_save = time.perf_counter()
 
     if best_state is None:
@@ -332,11 +487,43 @@ def fit(
     model.load_state_dict(best_state)
     cpu_state = {k: v.detach().cpu() for k, v in best_state.items()}
     return FitResult(best_value, best_epoch, len(history), cpu_state, history, samples,
-                     time.perf_counter() - start, first_epoch or None)
+                     time.perf_counter() - start, first_epoch or None, cut)
+
+
+def _fit_itself(model: nn.Module | ArrayModel, data: DataBundle, metric: Metric, device: torch.device,
+                report: Callable[[int, float, float], None] | None) -> FitResult:
+    """Train a model that fits itself (see :func:`fits_itself`): one call of its ``fit`` on the
+    train split, then the validation score, reported as epoch 0."""
+    start = time.perf_counter()
+    if isinstance(model, nn.Module):
+        model.to(device)
+    model.fit(data.train, data.val, data.info)
+    value = score(metric, *evaluate(model, data, "val", device))
+    if report is not None:
+        report(0, value, 0.0)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()} if isinstance(model, nn.Module) else {}
+    return FitResult(value, 0, 1, state, [{"epoch": 0.0, "train_loss": 0.0, "value": value}], len(data.train),
+                     time.perf_counter() - start)
+
+
+def _ema(model: nn.Module, cfg: dict[str, Any]) -> Any:
+    """An exponential moving average of the model's weights and buffers (torch's
+    ``AveragedModel``) when the config's ``ema`` decay is set, else ``None``."""
+    decay = float(cfg.get("ema") or 0.0)
+    if not 0.0 < decay < 1.0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def scheduler_total(scheduler: Any) -> float:
+    """The steps a per-batch schedule was made for (OneCycleLR refuses a step past them)."""
+    return getattr(scheduler, "total_steps", math.inf)
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, gen, epoch, best_value, best_epoch,
-                     best_state, history) -> None:
+                     best_state, history, ema=None) -> None:
     """Write atomically (temp file, then rename) so a kill mid-write leaves the old one."""
     state = {
         "model": model.state_dict(),
@@ -352,6 +539,8 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, gen, epoch, best_v
     }
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
+    if ema is not None:
+        state["ema"] = ema.state_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(copy.copy(state), tmp)
@@ -413,9 +602,17 @@ def check_space(space: SearchSpace, data: DataBundle, config: dict[str, Any], me
     info = data.info
     torch.manual_seed(seed)
     try:
-        model = build_model(space, config["model"], info).to(device)
+        model = build_model(space, config["model"], info)
+        if isinstance(model, nn.Module):
+            model.to(device)
     except Exception as exc:
         raise CheckError("build", _reason(exc)) from exc
+    if fits_itself(model):
+        try:  # a model that fits itself: fitted on the first rows, as a batch would be
+            model.fit(_head(data.train, max(batch_size, 64)), _head(data.val, eval_rows), info)
+        except Exception as exc:
+            raise CheckError("batch", _reason(exc)) from exc
+        return model, _check_outputs(model, data, metric, device, eval_rows)
     model.train()
     train = _to_device(data.train, device)
     xb, yb = _first_rows(train, batch_size)
@@ -449,16 +646,28 @@ def check_space(space: SearchSpace, data: DataBundle, config: dict[str, Any], me
     bad = [n for n, p in trainable if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
     if bad:
         raise CheckError("backward", f"gradients are not finite in {', '.join(bad[:3])}")
-    model.eval()
+    return model, _check_outputs(model, data, metric, device, eval_rows)
+
+
+def _head(split: Split | StreamSplit, rows: int) -> Split | StreamSplit:
+    """The first ``rows`` rows of an in-memory split (a streamed one as it is)."""
+    if not isinstance(split, Split) or len(split) <= rows:
+        return split
+    return Split(*split.take(torch.arange(rows, device=split.targets.device)))
+
+
+def _check_outputs(model: nn.Module | ArrayModel, data: DataBundle, metric: Metric | None, device: torch.device,
+                   eval_rows: int) -> tuple[Any, Any]:
+    """Evaluate the first validation rows (or the dataset's own evaluate) and score the metric."""
+    info = data.info
+    if isinstance(model, nn.Module):
+        model.eval()
     try:
         if data.evaluate is not None:
             with torch.no_grad():
                 output = data.evaluate(model, "val", device)
         else:
-            val = data.val
-            if isinstance(val, Split) and len(val) > eval_rows:
-                val = Split(*val.take(torch.arange(eval_rows, device=val.targets.device)))
-            output = split_outputs(model, val, info, device)
+            output = split_outputs(model, _head(data.val, eval_rows), info, device)
             if len(output[1]) != len(output[0]) or not np.isfinite(output[1]).all():
                 raise CheckError("evaluate", f"evaluating the validation split gave {len(output[1])} predictions "
                                              f"for {len(output[0])} targets, or predictions that are not finite")
@@ -473,4 +682,4 @@ def check_space(space: SearchSpace, data: DataBundle, config: dict[str, Any], me
             raise CheckError("metric", _reason(exc)) from exc
         if not math.isfinite(value):
             raise CheckError("metric", f"the metric gave {value} for an untrained model's predictions")
-    return model, output
+    return output

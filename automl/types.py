@@ -13,9 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from pathlib import Path
+
+    import numpy as np
     import optuna
     import torch
     from torch import nn
@@ -219,13 +222,46 @@ class Predictions:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+@runtime_checkable
+class ArrayModel(Protocol):
+    """A model that is not a torch module - gradient boosting, a linear model on sparse
+    features - as a space's ``build`` may return one. Core trains it by calling its ``fit``
+    (no epochs, no gradient steps), scores ``predict`` with the study's metric, and stores it
+    with ``save`` in the library's own format (never pickle), so resume, export, ``automl
+    predict``, the report and ensembles work with it as with any model.
+
+    - ``fit(train, val, info)``: train on the train split; the validation split is there for
+      the model's own early stopping (never for the test).
+    - ``predict(inputs) -> numpy array``: what a metric receives, for the inputs of a split:
+      ``(N, C)`` class probabilities for classification, ``(N,)`` values for regression.
+    - ``save(folder)`` / ``load(folder)``: write the fitted model into an empty folder with the
+      library's own format (LightGBM's model text, XGBoost's JSON, skops for scikit-learn);
+      ``load`` is called on a model freshly built from the same config.
+
+    A torch module may also define ``fit(train, val, info)`` (a closed-form model: EASE, a
+    linear model solved exactly): core then calls it instead of the gradient loop, and stores
+    the module's ``state_dict`` as for any module. Such a module also works where a dataset
+    evaluates models its own way (ranking over a catalogue); an ``ArrayModel`` does not.
+    """
+
+    def fit(self, train: Split, val: Split, info: DataInfo) -> None: ...
+
+    def predict(self, inputs: Any) -> np.ndarray: ...
+
+    def save(self, folder: Path) -> None: ...
+
+    def load(self, folder: Path) -> None: ...
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """A model family and the hyperparameters searched for it.
 
     - ``define(trial, info) -> dict``: suggests the model's hyperparameters with the Optuna
       ``trial`` and returns them as a JSON-able config.
-    - ``build(config, info) -> nn.Module``: builds the model from that config.
+    - ``build(config, info) -> nn.Module | ArrayModel``: builds the model from that config: a
+      torch module trained by the shared trainer (or by its own ``fit``), or an
+      :class:`ArrayModel` (gradient boosting...) trained by its ``fit``.
     - ``train(trial, info) -> dict``: suggests the training hyperparameters; the default is
       :func:`automl.training.suggest_training`.
     - ``prepare(data, config) -> DataBundle`` (optional): turns the loaded data into the
@@ -236,6 +272,10 @@ class SearchSpace:
     - ``check(info)`` (optional): called before anything is written; raises
       :class:`automl.UserError` when the space cannot run here (weights or an optional
       dependency missing, a dataset it cannot handle).
+    - ``starts`` (optional): configurations a search tries first, before it samples: each a
+      dict of parameters under the names ``define`` and ``train`` suggest them, e.g.
+      ``{"width": 128, "lr": 3e-3}``; parameters left out are sampled. Give the configuration
+      a practitioner would try first: under a short time budget it is often the one kept.
     """
 
     name: str
@@ -247,6 +287,7 @@ class SearchSpace:
     prepare: Callable[[DataBundle, dict[str, Any]], DataBundle] | None = None
     step: Callable[..., torch.Tensor] | None = None
     check: Callable[[DataInfo], None] | None = None
+    starts: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

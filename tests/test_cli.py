@@ -126,3 +126,26 @@ def test_existing_study_name_refused(cli, studies):
     assert cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--trials", "1", "--study", "once").code == 0
     r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--trials", "1", "--study", "once")
     _one_line_error(r, "already exists", "automl resume once")
+
+
+FIRST_PARTY_SPACES = {
+    "vision": ["mlp", "cnn", "resnet", "mobilenet"],
+    "text": ["bag", "cnn", "rnn", "transformer"],
+    "tabular": ["mlp", "resmlp"],
+    "recsys": ["mf", "ncf", "two_tower"],
+    "bio": ["cnn", "cnn_rnn", "transformer"],
+}
+
+
+@pytest.mark.parametrize("plugin", sorted(FIRST_PARTY_SPACES))
+def test_every_space_of_a_plugin_shares_one_search(cli, studies, plugin):
+    """Spaces of one plugin reuse parameter names with different choices; searching all of them
+    at once completes trials of each (model parameters are stored per space)."""
+    spaces = FIRST_PARTY_SPACES[plugin]
+    r = cli("search", "--plugin", plugin, *[a for s in spaces for a in ("--space", s)], "--trials", len(spaces),
+            "--max-epochs", "1", "--study", f"all-{plugin}")
+    assert r.code == 0, r.err
+    rows = cli("leaderboard", f"all-{plugin}", "--format", "json").json()
+    done = {row["params"]["space"] for row in rows if row["state"] == "COMPLETE"}
+    assert done == set(spaces), rows
+    assert all(k == "space" or k.split(".")[0] in spaces or "." not in k for row in rows for k in row["params"])

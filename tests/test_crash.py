@@ -189,8 +189,9 @@ def test_search_and_two_workers_share_one_study_exactly(studies, cli_proc):
     _wait_for(lambda: _study(studies, name) is not None and "automl:spec" in _study(studies, name).user_attrs,
               search)
     study = _study(studies, name)
-    enqueued = [{"hidden": 5 + 2 * i, "optimizer": "adam", "lr": 0.01, "weight_decay": 1e-5, "batch_size": 32,
-                 "epochs": 4, "scheduler": "constant"} for i in range(3)]
+    # Model parameters are stored under their space's name (slow.hidden); training ones as they are.
+    enqueued = [{"slow.hidden": 5 + 2 * i, "optimizer": "adam", "lr": 0.01, "weight_decay": 1e-5,
+                 "batch_size": 32, "epochs": 4, "scheduler": "constant"} for i in range(3)]
     for params in enqueued:
         study.enqueue_trial(params)
     workers = [_start("worker", name, env=slow) for _ in range(2)]
@@ -202,7 +203,7 @@ def test_search_and_two_workers_share_one_study_exactly(studies, cli_proc):
     assert sum(t.state in FINISHED for t in trials) == 16
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     for params in enqueued:
-        ran = [t for t in trials if t.params.get("hidden") == params["hidden"] and t.params.get("lr") == 0.01]
+        ran = [t for t in trials if t.params.get("slow.hidden") == params["slow.hidden"] and t.params.get("lr") == 0.01]
         assert len(ran) == 1, f"enqueued trial ran {len(ran)} times"
 
 

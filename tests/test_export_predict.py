@@ -19,7 +19,7 @@ def _best_model(name: str):
     """The best model rebuilt by hand from the study folder (state_dict + config.json)."""
     import os
 
-    from automl.output.export import _info
+    from automl.output.artifact import data_info as _info
     from automl.plugins import load_registry
     from automl.training import build_model
 
@@ -75,7 +75,7 @@ def test_tabular_round_trip_and_standalone_torchscript(studies, cli, tmp_path):
 
     # the best model in memory on the study's own (preprocessed) test split
     model, info = _best_model("tab")
-    from automl.output.export import load_artifact, prepared_data
+    from automl.output.artifact import load_artifact, prepared_data
 
     art = load_artifact("tab")
     test = prepared_data(art.spec, art.dataset, art.space, art.config).test
@@ -127,7 +127,7 @@ def test_text_round_trip_and_kept_weights(studies, cli, tmp_path):
     out = tmp_path / "export"
     assert cli("export", "txt", "--out", out).code == 0
     model, info = _best_model("txt")
-    from automl.output.export import load_artifact, prepared_data, raw_data
+    from automl.output.artifact import load_artifact, prepared_data, raw_data
     from automl_plugins.text._tokens import decode_texts
 
     art = load_artifact("txt")
@@ -156,7 +156,7 @@ def test_text_round_trip_and_kept_weights(studies, cli, tmp_path):
         assert cli("export", "txt", "--trial", other, "--out", tmp_path / "other").code == 0
         weights.unlink()
     r = cli("export", "txt", "--trial", other, "--out", tmp_path / "other2")
-    assert r.code == 2 and "were not kept" in r.err
+    assert r.code == 2 and "was not kept" in r.err
     assert cli("export", "txt", "--trial", 99, "--out", tmp_path / "x").code == 2
 
 

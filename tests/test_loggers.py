@@ -55,7 +55,7 @@ def test_search_fires_every_lifecycle_hook_and_loggers_write(cli, studies, tmp_p
         assert float(curve[0]["train_loss"]) > 0 and curve[0]["metric"] == "accuracy"
     trials = _rows(logs / "csv" / "trials.csv")
     assert sorted(int(t["trial"]) for t in trials) == [0, 1]
-    assert all(t["state"] == "COMPLETE" and "hidden" in json.loads(t["params"]) for t in trials)
+    assert all(t["state"] == "COMPLETE" and "linear.hidden" in json.loads(t["params"]) for t in trials)
     (summary,) = _rows(logs / "csv" / "study.csv")
     assert summary["reason"] == "finished" and int(summary["n_complete"]) == 2
 

@@ -208,3 +208,23 @@ def test_datasets_needing_data_are_checked_with_sample_data(cli, tmp_path):
     assert r.code == 1
     row = next(row for row in json.loads(r.out) if row["check"] == "dataset")
     assert row["status"] == "fail" and "not a table of numbers" in row["reason"]
+
+
+def test_the_kit_samples_all_spaces_into_one_study(tmp_path):
+    """Two spaces whose training functions give one parameter different choices cannot share a
+    study (Optuna refuses it mid-search); the kit says so. Model parameters may clash: they are
+    stored per space."""
+    plugin = tmp_path / "clash.py"
+    plugin.write_text(Path(FIXTURES.parent / "data" / "tinyplug.py").read_text().replace(
+        'register(SearchSpace("boom", ALL, define_linear, build_boom, train=train_small))',
+        'register(SearchSpace("wide", ALL, lambda t, i: {"hidden": t.suggest_categorical("hidden", [64, 128])},\n'
+        '                         build_linear, train=train_wide))\n'
+        '    register(SearchSpace("boom", ALL, define_linear, build_boom, train=train_small))').replace(
+        "def build_boom(cfg, info):",
+        "def train_wide(trial, info):\n"
+        "    return suggest_training(trial, info, epochs=(3, 5), batch_sizes=(64, 128), optimizers=('adam',))\n\n\n"
+        "def build_boom(cfg, info):"))
+    results = _by(check_plugin("clash", plugin_paths=[str(plugin)], n_configs=1))
+    shared = results[("study", "spaces on blobs")]
+    assert shared.status == "fail" and "batch_size" in shared.reason and "training parameters" in shared.reason
+    assert results[("define", "space wide on blobs")].status == "pass"  # fine on its own

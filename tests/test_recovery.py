@@ -74,7 +74,7 @@ def test_a_configuration_that_kills_its_worker_fails_after_the_retry_cap(studies
             "--max-retries", "2")
     assert r.code == 0, r.err
     study = _load(studies, "cap")
-    params = dict(study.trials[0].params, hidden=13)
+    params = dict(study.trials[0].params, **{"linear.hidden": 13})  # model parameters carry their space's name
     study.enqueue_trial(params)
     codes, dry_runs = [], []
     for _ in range(8):
@@ -86,7 +86,7 @@ def test_a_configuration_that_kills_its_worker_fails_after_the_retry_cap(studies
     assert codes[-1] == 0 and codes[:-1] == [1, 1, 1], codes  # the killer ran 3 times: 1 + 2 retries
     assert any("retry 1 of 2" in d for d in dry_runs) and any("not rerun" in d for d in dry_runs), dry_runs
     trials = _load(studies, "cap").trials
-    killers = [t for t in trials if t.params.get("hidden") == 13]
+    killers = [t for t in trials if t.params.get("linear.hidden") == 13]
     assert len(killers) == 3
     assert all(t.state == TrialState.FAIL for t in killers)
     assert "gave up" in killers[-1].user_attrs["error"] and "--max-retries 2" in killers[-1].user_attrs["error"]
@@ -172,5 +172,21 @@ def test_the_space_fingerprint_sees_what_is_sampled_not_how_the_code_reads(cli, 
     assert refused.code == 2 and "--force" in refused.err and "changed" in refused.err
     # Optuna cannot mix two choice lists of one parameter in a study: even --force says so.
     forced = cli("resume", "fp", "--trials", "1", "--force")
-    assert forced.code == 2 and "parameter 'hidden'" in forced.err and "new study" in forced.err
+    assert forced.code == 2 and "parameter 'linear.hidden'" in forced.err and "new study" in forced.err
     assert len(forced.err.strip().splitlines()) == 1
+
+
+def test_search_resume_and_a_joining_worker_never_repeat_a_configuration(cli, studies):
+    """Each process seeds its sampler from the study seed, the trials already in the study and
+    its worker index: a resume or a joining worker starts where the study is, not where the
+    first search started (which re-proposed trials 0 and 1 as trials 2 and 3)."""
+    args = ("--plugin-path", TINY)
+    assert cli("search", *args, "--plugin", "tinyplug", "--trials", "2", "--max-epochs", "1", "--study", "seeds",
+               "--sampler", "random").code == 0
+    assert cli("resume", "seeds", "--trials", "2").code == 0
+    assert cli("worker", "seeds").code == 0  # the target is reached: joins and leaves
+    assert cli("resume", "seeds", "--trials", "2", "--workers", "2").code == 0
+    trials = _load(studies, "seeds").trials
+    assert len(trials) == 6
+    params = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(params)) == len(params), params

@@ -98,3 +98,57 @@ def test_a_checkpoint_saved_on_cuda_continues_on_cuda(tmp_path):
     assert torch.load(ckpt, map_location="cpu", weights_only=True)["cuda_rng"]
     result = fit(nn.Linear(4, 2), _bundle(), cfg, metrics.ACCURACY, torch.device("cuda"), checkpoint=ckpt)
     assert result.resumed_from_epoch == 1
+
+
+@pytest.mark.parametrize("scheduler", ["onecycle", "warmup_cosine", "cosine"])
+def test_every_schedule_runs_its_whole_course(scheduler):
+    """A per-batch schedule is made for exactly the batches training runs (the last batch of
+    one row is dropped): OneCycleLR refuses a step past its total, so running every epoch is
+    the check; the rate ends far below where it started or peaked."""
+    data = _bundle(65)  # 65 rows in batches of 16: 4 batches, the last row dropped
+    model = nn.Linear(4, 2)
+    cfg = {"epochs": 4, "batch_size": 16, "lr": 0.05, "patience": 10, "scheduler": scheduler}
+    rates = []
+    result = fit(model, data, cfg, metrics.ACCURACY, torch.device("cpu"),
+                 report=lambda epoch, value, loss: rates.append(epoch))
+    assert result.epochs_run == 4 and len(rates) == 4
+
+
+def test_weight_decay_skips_biases_and_sgd_takes_its_momentum():
+    from automl.training import make_optimizer
+
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    opt = make_optimizer(model, {"optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-3, "momentum": 0.8,
+                                 "nesterov": False})
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert decayed == {id(model[0].weight), id(model[2].weight)}
+    assert all(g["momentum"] == 0.8 and g["nesterov"] is False for g in opt.param_groups)
+
+
+def test_ema_weights_are_what_is_validated_and_kept():
+    """With ``ema`` the averaged weights are validated and handed back: after training, the
+    model holds the average, which differs from the raw weights the optimizer left."""
+    data, cfg = _bundle(), {"epochs": 3, "batch_size": 8, "lr": 0.1, "patience": 10}
+    torch.manual_seed(0)
+    plain = fit(nn.Linear(4, 2), data, cfg, metrics.ACCURACY, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    averaged = fit(model, data, {**cfg, "ema": 0.9}, metrics.ACCURACY, torch.device("cpu"))
+    assert set(averaged.state_dict) == set(model.state_dict())  # a plain module's keys, loadable
+    assert not torch.equal(plain.state_dict["weight"], averaged.state_dict["weight"])
+    assert torch.equal(model.weight.detach(), averaged.state_dict["weight"])
+
+
+def test_suggest_training_searches_the_keywords_a_space_asks_for():
+    import optuna
+
+    from automl.training import fixed_epochs, suggest_training
+
+    trial = optuna.trial.FixedTrial({"optimizer": "sgd", "lr": 0.01, "weight_decay": 1e-4, "batch_size": 32,
+                                     "epochs": 12, "scheduler": "onecycle", "momentum": 0.9, "nesterov": True,
+                                     "ema": 0.99})
+    cfg = suggest_training(trial, schedulers=("cosine", "onecycle"), momentum=(0.85, 0.95), ema=(0.0, 0.99))
+    assert cfg["scheduler"] == "onecycle" and cfg["momentum"] == 0.9 and cfg["ema"] == 0.99
+    with fixed_epochs(30):
+        again = optuna.trial.FixedTrial({**trial.params, "scheduler": "cosine"})
+        assert suggest_training(again)["epochs"] == 30 and "epochs" not in again.params

@@ -39,8 +39,9 @@ def error_reason(exc: BaseException) -> str:
 class TrialRunner(Protocol):
     """What a trial process runs; built once per process by the job's factory."""
 
-    def sampler(self, index: int = 0) -> optuna.samplers.BaseSampler:
-        """The sampler of the ``index``-th process working the study."""
+    def sampler(self, index: int = 0, existing: int = 0, salt: int = 0) -> optuna.samplers.BaseSampler:
+        """The sampler of the ``index``-th process of a run that finds ``existing`` trials in the
+        study (``salt``: what else sets this process apart, e.g. a joining worker's pid)."""
 
     def pruner(self) -> optuna.pruners.BasePruner:
         """The study's pruner."""
@@ -68,6 +69,9 @@ class Job:
     spec: dict[str, Any]
     factory: Callable[[Job, str], TrialRunner]
     deadline: float | None = None
+    #: Sets this run's sampler seeds apart from another run's that finds as many trials
+    #: (a joining ``automl worker`` uses its pid; the owning search 0, to stay reproducible).
+    salt: int = 0
 
 
 @dataclass
@@ -81,6 +85,8 @@ class Snapshot:
     best_number: int | None
     elapsed_s: float
     last_error: str | None = None
+    #: Running trials: number -> epochs reported so far.
+    running: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,16 +163,19 @@ def snapshot(study: optuna.Study, target: int, started: float) -> Snapshot:
     trials = study.get_trials(deepcopy=False)
     counts = {s.name: 0 for s in TrialState}
     best_value = best_number = last_error = None
+    running: dict[int, int] = {}
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     for t in trials:
         counts[t.state.name] += 1
+        if t.state == TrialState.RUNNING:
+            running[t.number] = len(t.intermediate_values)
         if t.state == TrialState.COMPLETE and t.value is not None:
             if best_value is None or (t.value > best_value if maximize else t.value < best_value):
                 best_value, best_number = t.value, t.number
         if t.state == TrialState.FAIL and t.user_attrs.get("error"):
             last_error = f"trial {t.number}: {t.user_attrs['error']}"
     finished = counts["COMPLETE"] + counts["PRUNED"]
-    return Snapshot(counts, finished, target, best_value, best_number, time.time() - started, last_error)
+    return Snapshot(counts, finished, target, best_value, best_number, time.time() - started, last_error, running)
 
 
 def poll(running: Callable[[], bool], wait: Callable[[float], None], study: optuna.Study, target: int,

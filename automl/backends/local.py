@@ -102,7 +102,16 @@ class LocalBackend:
             for p in procs:
                 p.join(timeout=seconds / len(procs))
 
-        poll(lambda: any(p.is_alive() for p in procs), wait, study, spec.trials, started, on_progress, poll_s, stop)
+        # Trials cut themselves at the deadline after their current batch; a batch that runs far
+        # past it (a huge one, a hung data loader) is stopped here, as Ctrl-C would stop it.
+        hard = job.deadline + max(5.0, 0.05 * spec.timeout) if job.deadline and spec.timeout else None
+
+        def running() -> bool:
+            if hard is not None and time.time() > hard and not stop_event.is_set():
+                stop_event.set()
+            return any(p.is_alive() for p in procs)
+
+        poll(running, wait, study, spec.trials, started, on_progress, poll_s, stop)
         if stop.reason:
             reason = stop.reason
             stop_event.set()
@@ -244,8 +253,9 @@ def worker_main(job: Job, device: str, threads: int, index: int, failures: Any, 
         torch.set_num_threads(max(1, threads))
         runner = job.factory(job, device)
         storage = make_storage(job.url)
+        existing = storage.get_n_trials(storage.get_study_id_from_name(job.study_name))
         study = optuna.load_study(study_name=job.study_name, storage=storage,
-                                  sampler=runner.sampler(index), pruner=runner.pruner())
+                                  sampler=runner.sampler(index, existing, job.salt), pruner=runner.pruner())
     except (KeyboardInterrupt, StopRequested):
         return
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which exits cleanly
@@ -272,8 +282,8 @@ def _take_trials(job: Job, slots: Slots, study: Any, storage: Any, runner: Trial
             with lock:
                 if failures.value >= max_failures:
                     return
-            if job.deadline is not None and time.time() >= job.deadline:
-                return
+            if job.deadline is not None and time.time() >= job.deadline - _min_trial_s(job):
+                return  # too little of the budget left for a trial to train anything worth keeping
             trial = slots.claim()
             if trial is None:
                 return
@@ -282,6 +292,11 @@ def _take_trials(job: Job, slots: Slots, study: Any, storage: Any, runner: Trial
                     failures.value += 1
     finally:
         heartbeat.close()
+
+
+def _min_trial_s(job: Job) -> float:
+    """Under a time budget, no trial starts with less than two epochs' time left."""
+    return 2.0 * float(job.spec.get("epoch_s") or 0.0)
 
 
 def run_trial(study: Any, runner: TrialRunner, trial: Any, heartbeat: Heartbeat, should_stop: Any = None) -> Any:

@@ -239,11 +239,14 @@ def _tuner(job: Job, spec: StudySpec, left: int, max_failures: int, stop_file: s
     res = resources(spec, workers)
     mode = "max" if spec.direction == "maximize" else "min"
     runner = job.factory(job, "cpu")  # samples configs in this (driver) process; its data is cached here
-    searcher = AutomlSearch(DefineByRun(runner), mode=mode, sampler=runner.sampler(0), study_name=job.study_name,
-                            storage=plain_storage(job.url), target=left, max_failures=max_failures,
+    storage = plain_storage(job.url)
+    existing = storage.get_n_trials(storage.get_study_id_from_name(job.study_name))
+    searcher = AutomlSearch(DefineByRun(runner), mode=mode, sampler=runner.sampler(0, existing, job.salt),
+                            study_name=job.study_name,
+                            storage=storage, target=left, max_failures=max_failures,
                             deadline=job.deadline, stop_file=stop_file)
     fn = tune.with_resources(tune.with_parameters(trainable, job=job, threads=max(1, int(res["cpu"]))), res)
-    max_t = (spec.max_epochs or 1000) + 1
+    max_t = (spec.fixed_epochs() or 1000) + 1
     tuner = tune.Tuner(
         fn,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler(spec.pruner, mode, max_t),

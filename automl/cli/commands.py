@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
@@ -17,10 +19,22 @@ from rich.console import Console
 
 from automl.backends.base import StopSignals
 from automl.errors import UserError
-from automl.study.spec import StudySpec
+from automl.study.spec import AS_MANY_AS_FIT, DEFAULT_TRIALS, StudySpec
 
-console = Console()
-err_console = Console(stderr=True)
+#: Output that is not a terminal (a pipe, a file, a test's capture) is not wrapped at 80
+#: columns: tables take the width they need, so each row stays one line for grep and cut.
+#: COLUMNS still sets the width where given.
+PIPED_WIDTH = 1000
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not os.environ.get("COLUMNS") and not (hasattr(stream, "isatty") and stream.isatty())
+    return Console(stderr=stderr, width=PIPED_WIDTH if wide else None, soft_wrap=wide)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 class Fmt(str, enum.Enum):
@@ -59,10 +73,13 @@ HELP = {
     "metric": "Metric to optimise (default: the plugin's).",
     "data": "Path to the dataset's files.",
     "option": "Dataset option key=value; repeatable.",
-    "trials": "Number of finished trials to reach.",
-    "timeout": "Stop starting trials after this many seconds.",
+    "trials": "Number of finished trials to reach (default 20; with --timeout, as many as fit).",
+    "timeout": "Wall-clock budget of the whole search in seconds, finalize included: trials run at the "
+               "deadline stop after their current batch and keep their best epoch; every trial's epochs are "
+               "set from one epoch timed here, and Hyperband prunes (--pruner auto).",
+    "trial_timeout": "Stop any one trial after this many seconds; it keeps its best epoch so far.",
     "sampler": "tpe, random, cmaes, gp or qmc.",
-    "pruner": "median, asha, hyperband or none.",
+    "pruner": "auto (hyperband with --timeout, else median), median, asha, hyperband or none.",
     "study": "Study name (default: plugin-dataset-time).",
     "storage": "Optuna storage URL (default: a SQLite file under studies/).",
     "seed": "Seed of the sampler, the splits and every trial.",
@@ -79,6 +96,7 @@ HELP = {
     "checkpoint_every": "Checkpoint a running trial at most this often (seconds), so a killed trial continues "
                         "from its last epoch.",
     "dry_run": "Check everything and show the plan; write nothing.",
+    "ensemble": "Build a post-hoc ensemble from the best N trials' validation predictions (0: none).",
 }
 
 
@@ -90,8 +108,9 @@ def search(
     metric: Annotated[str | None, typer.Option(help=HELP["metric"])] = None,
     data: Annotated[str | None, typer.Option("--data", help=HELP["data"])] = None,
     option: Annotated[list[str] | None, typer.Option("--option", help=HELP["option"])] = None,
-    trials: Annotated[int, typer.Option(help=HELP["trials"])] = _D.trials,
+    trials: Annotated[int | None, typer.Option(help=HELP["trials"], show_default=False)] = None,
     timeout: Annotated[float | None, typer.Option(help=HELP["timeout"])] = None,
+    trial_timeout: Annotated[float | None, typer.Option(help=HELP["trial_timeout"])] = None,
     workers: WorkersOpt = _D.workers,
     sampler: Annotated[str, typer.Option(help=HELP["sampler"])] = _D.sampler,
     pruner: Annotated[str, typer.Option(help=HELP["pruner"])] = _D.pruner,
@@ -108,36 +127,60 @@ def search(
     gpus: Annotated[str, typer.Option(help=HELP["gpus"])] = _D.gpus,
     log: Annotated[list[str] | None, typer.Option("--log", help=HELP["log"])] = None,
     checkpoint_every: Annotated[float, typer.Option(help=HELP["checkpoint_every"])] = _D.checkpoint_every_s,
+    ensemble: Annotated[int, typer.Option(help=HELP["ensemble"])] = _D.ensemble,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=HELP["dry_run"])] = False,
     plugin_path: PluginPathOpt = [],
 ) -> int:
     """Run a search and store it as a study."""
+    started = time.time()
     from automl.search import session as search_session
     from automl.study.resolve import option_pairs
 
     spec = StudySpec(
         plugin=plugin, dataset=dataset, spaces=list(space or []), metric=metric, data_path=data,
-        options=option_pairs(option or []), sampler=sampler, pruner=pruner, seed=seed, trials=trials,
-        timeout=timeout, workers=workers, max_failures=max_failures, max_retries=max_retries,
-        max_epochs=max_epochs, backend=backend,
+        options=option_pairs(option or []), sampler=sampler, pruner=pruner, seed=seed,
+        trials=trials if trials is not None else (AS_MANY_AS_FIT if timeout else DEFAULT_TRIALS),
+        timeout=timeout, trial_timeout=trial_timeout, workers=workers, max_failures=max_failures,
+        max_retries=max_retries, max_epochs=max_epochs, ensemble=ensemble, backend=backend,
         address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
         loggers=list(log or []), checkpoint_every_s=checkpoint_every, plugin_paths=list(plugin_path))
     # Until the study is created, Ctrl-C raises at once (nothing is written yet); from then on
     # it is recorded and acted on between steps, so it never leaves a half-written study.
-    session = search_session.plan_search(spec, study, storage, warm=not dry_run)
+    session = search_session.plan_search(spec, study, storage, warm=not dry_run, started=started,
+                                         measure=dry_run)
     s = session.spec
     with StopSignals() as stop:
         if not dry_run:
             search_session.create_study(session)
         console.print(f"[bold]automl[/] {'would create' if dry_run else ''} study [cyan]{session.ref.name}[/]: "
                       f"plugin {s.plugin}, dataset {s.dataset}, space {', '.join(s.spaces)}, {s.metric} "
-                      f"({s.direction}), {s.trials} trials, {s.workers} worker(s), {s.backend} backend, "
+                      f"({s.direction}), {_target(s)}, {s.workers} worker(s), {s.backend} backend, "
                       f"storage {session.ref.url}")
         for key, value in session.bundle.summary.items():
             console.print(f"  data: {key}: {value}")
+        _print_budget(session)
         if dry_run:
             return 0
         return _run_and_report(session, stop)
+
+
+def _target(spec: StudySpec) -> str:
+    return "as many trials as the budget allows" if spec.trials >= AS_MANY_AS_FIT else f"{spec.trials} trials"
+
+
+def _print_budget(session: Any) -> None:
+    """What one epoch costs here, and what fits in the budget."""
+    s = session.spec
+    if not s.epoch_s:
+        return
+    line = f"  time: one epoch takes about {s.epoch_s:.2f} s here ({session.epoch_measure})"
+    if s.timeout:
+        epochs = s.fixed_epochs()
+        line += (f"; budget {s.timeout:g} s, {s.reserve_s():.0f} s of it kept for the end: trials run up to "
+                 f"{epochs} epochs, {s.pruner} pruning, about "
+                 f"{max(1, int((s.timeout - s.reserve_s()) * s.workers / (s.epoch_s * max(1, epochs or 1))))} "
+                 "full-length trials' worth of epochs")
+    console.print(line)
 
 
 def _stopped_code(stop: Any) -> int:
@@ -157,7 +200,8 @@ def _run_and_report(session: Any, stop: Any, owner: bool = True) -> int:
         return _stopped_code(stop)
     if session.requeued:
         console.print(f"re-queued trials {', '.join(map(str, session.requeued))} (their runs did not finish)")
-    with render.SearchProgress(console, session.spec.trials, session.metric.name) as progress:
+    with render.SearchProgress(console, session.spec.trials, session.metric.name, started=session.started,
+                               budget_s=session.spec.timeout) as progress:
         outcome = search_session.run(session, on_progress=progress.update, stop=stop, owner=owner)
     if outcome.reason == "killed":  # a second Ctrl-C: out at once; resume recovers the trials
         err_console.print(f"stopped at once; rerun the unfinished trials with: automl resume {session.ref.name}")
@@ -185,6 +229,14 @@ def _run_and_report(session: Any, stop: Any, owner: bool = True) -> int:
         return 1
     if outcome.reason == "worker-error":
         return 1
+    if session.spec.timeout:
+        from automl.study.results import run_summary
+
+        spent = run_summary(session.ref.load(), session.started)
+        console.print(f"budget {session.spec.timeout:g} s, used {time.time() - session.started:.0f} s: "
+                      f"{spent['started']} trials started, {spent['finished']} finished, {spent['cut']} cut by the "
+                      f"budget (kept with their best epoch), {spent['pruned']} pruned, {spent['failed']} failed; "
+                      f"{spent['seconds_per_epoch'] or '-'} s per epoch")
     if outcome.reason == "timeout":
         console.print(f"timeout reached; continue with: automl resume {name}")
     return 0
@@ -199,7 +251,8 @@ def _show_result(session: Any, best: dict | None) -> None:
     shown = rows[:10]
     title = f"leaderboard of {session.ref.name}" + (f" (top 10 of {len(rows)})" if len(rows) > 10 else "")
     console.print(render.leaderboard_table(shown, metric=session.metric.name, direction=session.metric.direction,
-                                           baselines=results.baselines(study), title=title))
+                                           baselines=results.baselines(study), title=title,
+                                           ensemble=results.ensemble(study)))
     if best is None:
         console.print("[red]no trial completed[/]")
         return
@@ -207,6 +260,12 @@ def _show_result(session: Any, best: dict | None) -> None:
     console.print(f"best {best['metric']}: validation [bold green]{render.fmt(best['value'])}[/], "
                   f"test [bold]{render.fmt(best['test_value'])}[/]")
     console.print(f"best model saved to {session.ref.dir / 'best'}")
+    ens = results.ensemble(study)
+    if ens:
+        members = ", ".join(f"#{n} x{float(w):.2f}" for n, w in ens["members"].items())
+        console.print(f"ensemble of {len(ens['members'])} trials ({members}): validation "
+                      f"[bold green]{render.fmt(ens['val_value'])}[/], test [bold]{render.fmt(ens['test_value'])}[/]"
+                      f" - the study's final model (automl export / predict use it)")
 
 
 @app.command()
@@ -220,15 +279,19 @@ def resume(
     backend: Annotated[str | None, typer.Option(help="local or ray (default: as stored).")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster to join, with --backend ray.")] = None,
     max_retries: Annotated[int | None, typer.Option(help=HELP["max_retries"] + " (default: as stored)")] = None,
+    timeout: Annotated[float | None, typer.Option(help="A time budget for this run, as for search (default: the "
+                                                       "study's, afresh).")] = None,
     plugin_path: PluginPathOpt = [],
 ) -> int:
     """Continue a stored study after Ctrl-C, a crash or kill -9."""
+    started = time.time()
     from automl.backends.base import snapshot
     from automl.search import session as search_session
     from automl.study.recovery import to_recover
 
     session = search_session.plan_resume(name, trials, force, plugin_path, workers, backend, address,
-                                         warm=not dry_run, max_retries=max_retries)
+                                         warm=not dry_run, max_retries=max_retries, timeout=timeout,
+                                         started=started)
     study = session.ref.load()
     finished = snapshot(study, session.spec.trials, 0).finished
     if dry_run:
@@ -238,6 +301,13 @@ def resume(
         for trial, why in to_recover(study, session.spec.max_retries):
             verb = "would not rerun" if "not rerun" in why else "would rerun"
             console.print(f"  {verb} trial {trial.number} ({why}) with {trial.params}")
+        for trial in study.get_trials(deepcopy=False):
+            cut = (trial.user_attrs.get("run") or {}).get("cut")
+            if cut and trial.state.name == "COMPLETE":
+                by = "the time budget" if cut == "budget" else "--trial-timeout"
+                console.print(f"  trial {trial.number} was cut by {by} after "
+                              f"{trial.user_attrs['run'].get('epochs_run')} epochs: it counts as finished, "
+                              "with its best epoch")
         for w in session.warnings:
             err_console.print(f"[yellow]warning:[/] {w}")
         return 0
@@ -291,7 +361,8 @@ def leaderboard(
         sys.stdout.write(render.rows_csv(rows))
         return
     console.print(render.leaderboard_table(rows, metric=spec["metric"], direction=spec["direction"],
-                                           baselines=results.baselines(study), title=f"leaderboard of {name}"))
+                                           baselines=results.baselines(study), title=f"leaderboard of {name}",
+                                           ensemble=results.ensemble(study)))
     detail = study.user_attrs.get(store.BEST_KEY)
     if best and detail:
         console.print(render.params_table(detail["params"], f"best trial {detail['number']}"))

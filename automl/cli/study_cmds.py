@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from automl.cli.commands import ListFmt, ListFormatOpt, StudyArg, app, console, err_console
+from automl.cli.commands import ListFmt, ListFormatOpt, PluginPathOpt, StudyArg, app, console, err_console
 from automl.errors import UserError
 
 TrialOpt = Annotated[int | None, typer.Option("--trial", help="A trial whose weights were kept (default: the best).")]
@@ -60,15 +60,39 @@ def export(
     name: StudyArg,
     out: Annotated[str, typer.Option("--out", help="Folder to write the model to.")],
     trial: TrialOpt = None,
+    single: Annotated[bool, typer.Option("--single", help="The best trial even where the study has an "
+                                                          "ensemble.")] = False,
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write ONNX (needs pip install 'automl[onnx]').")] = False,
 ) -> None:
-    """Export a model: safetensors weights, TorchScript, config, preprocessing, reproducibility record."""
+    """Export the study's model (its ensemble where it has one): weights, TorchScript, config,
+    preprocessing, reproducibility record."""
     from automl.output.export import export as do_export
 
-    result = do_export(name, out, trial, onnx)
-    console.print(f"exported trial {result['trial']} of {name} to {result['dir']}: {', '.join(result['files'])}")
+    result = do_export(name, out, trial, onnx, single)
+    what = "the ensemble" if result["trial"] == "ensemble" else f"trial {result['trial']}"
+    console.print(f"exported {what} of {name} to {result['dir']}: {', '.join(result['files'])}")
     for note in result["notes"]:
         err_console.print(f"[yellow]note:[/] {note}")
+
+
+@app.command()
+def ensemble(
+    name: StudyArg,
+    size: Annotated[int, typer.Option("--size", help="Best trials to consider (0: drop the ensemble).")] = 20,
+    plugin_path: PluginPathOpt = [],
+) -> None:
+    """Build (or rebuild) a study's ensemble: greedy selection over its best trials'
+    validation predictions, then its test score."""
+    from automl.search.session import rebuild_ensemble
+
+    record = rebuild_ensemble(name, size, plugin_path)
+    if record is None:
+        console.print(f"study {name} has no ensemble: fewer than two of its best {size} trials stored "
+                      "numeric predictions")
+        return
+    members = ", ".join(f"#{n} x{w:.2f}" for n, w in record["members"].items())
+    console.print(f"ensemble of {name}: {members}; validation {record['metric']} {record['val_value']:.4f}, "
+                  f"test {record['test_value']:.4f}")
 
 
 @app.command()

@@ -1,9 +1,9 @@
-"""Models out of a study: :func:`load_artifact` (what ``predict`` and ``export`` share) and
-:func:`export` (``automl export NAME --out DIR``).
+"""``automl export NAME --out DIR``: a study's model as a self-describing folder.
 
-An export folder is self-describing::
+The folder of one model::
 
-    DIR/model.safetensors      the weights (a state_dict; no pickle)
+    DIR/model.safetensors      a torch module's weights (a state_dict; no pickle), or
+    DIR/model/                 an ArrayModel saved in its library's own format (no pickle)
     DIR/model.torchscript.pt   TorchScript, loads with plain torch.jit.load (no automl needed)
     DIR/model.onnx             ONNX, only with --onnx and the ``onnx`` extra installed
     DIR/config.json            plugin, dataset, space, trial, value, params, config, DataInfo,
@@ -12,8 +12,15 @@ An export folder is self-describing::
     DIR/reproducibility.json   seeds, automl / plugin / torch versions, data fingerprint, command
     DIR/README.md              how to load it, with and without automl
 
-``automl predict DIR --data PATH`` rebuilds the model from ``model.safetensors`` with the
-plugin's own builder, so predictions run through the plugin's loader and preprocessing.
+The folder of an ensemble (the study's final model where it has one)::
+
+    DIR/ensemble.json          the members (trial numbers) and their weights, and the scores
+    DIR/members/N/             each member as the folder of one model, above
+    DIR/README.md
+
+``automl predict DIR --data PATH`` rebuilds each model with the plugin's own builder, so
+predictions run through the plugin's loader and preprocessing; an ensemble's predictions are
+its members' weighted average.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ from __future__ import annotations
 import json
 import platform
 import shlex
+import shutil
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,161 +39,20 @@ from torch import nn
 
 from automl._version import __version__
 from automl.errors import UserError
-from automl.types import DataInfo, Dataset, SearchSpace, Split, map_inputs
+from automl.output.artifact import (
+    ARRAY_DIR,
+    ENSEMBLE_FORMAT,
+    FORMAT,
+    WEIGHTS,
+    Artifact,
+    EnsembleArtifact,
+    is_export,
+    load,
+    raw_data,
+)
+from automl.types import Split, map_inputs
 
-FORMAT = "automl-export/1"
-WEIGHTS, SCRIPTED, ONNX = "model.safetensors", "model.torchscript.pt", "model.onnx"
-
-
-@dataclass
-class Artifact:
-    """A trained model with everything needed to rebuild it and feed it new data."""
-
-    source: str
-    plugin_name: str
-    dataset: Dataset
-    space: SearchSpace
-    spec: dict[str, Any]
-    number: int
-    value: float | None
-    test_value: float | None
-    config: dict[str, Any]
-    info: DataInfo
-    state: dict[str, Any]
-    options: dict[str, Any]
-    weights: dict[str, torch.Tensor]
-    params: dict[str, Any]
-
-    def model(self) -> nn.Module:
-        """The model, built with the plugin's builder and loaded with the weights."""
-        from automl.training import build_model
-
-        model = build_model(self.space, self.config["model"], self.info)
-        try:
-            model.load_state_dict(self.weights)
-        except RuntimeError as exc:
-            raise UserError(f"{self.source}: the weights do not fit the model the plugin builds now "
-                            f"({str(exc).splitlines()[0]})") from None
-        return model.eval()
-
-
-def _info(data: dict[str, Any]) -> DataInfo:
-    data = dict(data)
-    if data.get("input_shape") is not None:
-        data["input_shape"] = tuple(data["input_shape"])
-    known = DataInfo.__dataclass_fields__
-    return DataInfo(**{k: v for k, v in data.items() if k in known})
-
-
-def _resolve(spec: dict[str, Any], space_name: str, source: str) -> tuple[Dataset, SearchSpace, Any]:
-    from automl.plugins import load_registry
-
-    registry = load_registry(spec.get("plugin_paths") or [])
-    plugin = registry.plugins.get(spec["plugin"])
-    if plugin is None or not plugin.ok:
-        raise UserError(f"{source} needs plugin {spec['plugin']!r}, which is not installed or broken "
-                        f"(see: automl plugins)")
-    if spec["dataset"] not in plugin.datasets:
-        raise UserError(f"{source}: plugin {spec['plugin']!r} has no dataset {spec['dataset']!r} any more")
-    if space_name not in plugin.spaces:
-        raise UserError(f"{source}: plugin {spec['plugin']!r} has no space {space_name!r} any more")
-    return plugin.datasets[spec["dataset"]], plugin.spaces[space_name], plugin
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read it ({exc})") from None
-
-
-def _load_weights(path: Path) -> dict[str, torch.Tensor]:
-    if not path.exists():
-        raise UserError(f"{path} is missing")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to fix
-        raise UserError(f"{path}: not readable weights ({type(exc).__name__}: {exc})") from None
-
-
-def load_artifact(source: str, trial: int | None = None) -> Artifact:
-    """The model of an export folder (``source`` is a folder holding ``config.json``), or of
-    study ``source``: its best trial, or trial ``trial`` when its weights were kept."""
-    folder = Path(source)
-    if folder.is_dir() and (folder / "config.json").is_file() and not (folder / "study.db").exists():
-        if trial is not None:
-            raise UserError("--trial applies to a study, not to an export folder")
-        return _from_dir(folder)
-    return _from_study(source, trial)
-
-
-def _from_dir(folder: Path) -> Artifact:
-    cfg = _read_json(folder / "config.json")
-    if cfg.get("format") != FORMAT:
-        raise UserError(f"{folder} is not an automl export folder (config.json has no format {FORMAT!r})")
-    state = _read_json(folder / "preprocessing.json") if (folder / "preprocessing.json").exists() else {}
-    spec = cfg["spec"]
-    dataset, space, _ = _resolve(spec, cfg["config"]["space"], str(folder))
-    return Artifact(str(folder), spec["plugin"], dataset, space, spec, cfg["number"], cfg.get("value"),
-                    cfg.get("test_value"), cfg["config"], _info(cfg["info"]), state, cfg.get("options", {}),
-                    _load_weights(folder / WEIGHTS), dict(cfg.get("params") or {}))
-
-
-def _from_study(name: str, trial: int | None) -> Artifact:
-    from optuna.trial import TrialState
-
-    from automl.study.store import open_ref, spec_of
-
-    ref = open_ref(name)
-    study = ref.load()
-    spec = spec_of(study)
-    best_file = ref.dir / "best" / "config.json"
-    best = _read_json(best_file) if best_file.exists() else None
-    number = trial if trial is not None else (best or {}).get("number")
-    if number is None:
-        raise UserError(f"study {name!r} has no best model yet (no trial completed); run or resume it first")
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    if number not in trials:
-        raise UserError(f"study {name!r} has no trial {number}; it has trials 0 to {max(trials, default=-1)}")
-    t = trials[number]
-    if t.state != TrialState.COMPLETE:
-        raise UserError(f"trial {number} of study {name!r} is {t.state.name}, not COMPLETE: it has no model")
-    source = f"study {name!r} trial {number}"
-    if best is not None and best.get("number") == number:
-        config, info, state = best["config"], _info(best["info"]), best.get("data_state", {})
-        weights = ref.dir / "best" / "model.pt"
-    else:
-        weights = ref.trial_dir(number) / "model.pt"
-        if not weights.exists():
-            kept = sorted(n for n in trials if (ref.trial_dir(n) / "model.pt").exists())
-            raise UserError(f"the weights of trial {number} of study {name!r} were not kept (only the best few "
-                            f"trials keep theirs); trials with weights: {', '.join(map(str, kept)) or 'none'}")
-        config = t.user_attrs["config"]
-        info, state = None, None
-    dataset, space, _ = _resolve(spec, config["space"], source)
-    if info is None:
-        data = prepared_data(spec, dataset, space, config)
-        info, state = data.info, data.state
-    tests = study.user_attrs.get("automl:test_values", {})
-    return Artifact(source, spec["plugin"], dataset, space, spec, number, t.value, tests.get(str(number)),
-                    config, info, state, dict(spec.get("options") or {}), _load_weights(weights), dict(t.params))
-
-
-def raw_data(spec: dict[str, Any], dataset: Dataset):
-    """The study's data, loaded as the search loaded it."""
-    from automl.study.datasets import load_data
-
-    return load_data(spec["plugin"], dataset, spec.get("data_path"), spec.get("options") or {}, spec["seed"])
-
-
-def prepared_data(spec: dict[str, Any], dataset: Dataset, space: SearchSpace, config: dict[str, Any]):
-    """The study's data, loaded as the search loaded it and prepared for ``config``."""
-    data = raw_data(spec, dataset)
-    return space.prepare(data, config) if space.prepare else data
+SCRIPTED, ONNX = "model.torchscript.pt", "model.onnx"
 
 
 def example_inputs(split: Any, n: int = 4) -> Any:
@@ -265,40 +132,77 @@ def equivalent_command(spec: dict[str, Any]) -> str:
     return shlex.join(parts)
 
 
-def export(name: str, out: str, trial: int | None = None, onnx: bool = False) -> dict[str, Any]:
-    """Write the model of study ``name`` (its best trial, or ``trial``) to folder ``out``.
+def export(name: str, out: str, trial: int | None = None, onnx: bool = False,
+           single: bool = False) -> dict[str, Any]:
+    """Write study ``name``'s final model (its ensemble where it has one, else its best trial;
+    ``single``: the best trial; ``trial``: that trial) to folder ``out``.
 
-    Returns ``{"dir", "files", "notes"}``; a format the model does not allow is skipped with a
-    note (TorchScript needs the study's data for an example batch).
+    Returns ``{"dir", "files", "notes", "trial"}`` (``trial`` is ``"ensemble"`` for an
+    ensemble); a format the model does not allow is skipped with a note.
     """
+    if is_export(Path(name)):
+        raise UserError(f"{name} is an export folder; export takes a study name")
+    found = load(name, trial, single)
+    target = Path(out)
+    earlier = (target / "config.json").exists() or (target / "ensemble.json").exists()
+    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not earlier)):
+        raise UserError(f"--out {out} exists and is not an empty folder or an earlier export")
+    if not target.parent.is_dir():
+        raise UserError(f"--out {out}: folder {target.parent} does not exist")
+    if earlier:
+        shutil.rmtree(target)
+    if isinstance(found, EnsembleArtifact):
+        return _export_ensemble(name, found, target, onnx)
+    target.mkdir()
+    files, notes = _export_one(name, found, target, onnx)
+    return {"dir": str(target.resolve()), "files": files, "notes": notes, "trial": found.number}
+
+
+def _export_ensemble(name: str, ens: EnsembleArtifact, target: Path, onnx: bool) -> dict[str, Any]:
+    target.mkdir()
+    notes: list[str] = []
+    for art, _weight in ens.members:
+        folder = target / "members" / str(art.number)
+        folder.mkdir(parents=True)
+        _, member_notes = _export_one(name, art, folder, onnx)
+        notes += [f"member {art.number}: {n}" for n in member_notes]
+    record = {"format": ENSEMBLE_FORMAT, "study": name, "plugin": ens.plugin_name, "dataset": ens.dataset.name,
+              "members": {str(a.number): w for a, w in ens.members},
+              **{k: ens.record.get(k) for k in ("metric", "direction", "val_value", "test_value", "val_loss")}}
+    (target / "ensemble.json").write_text(json.dumps(record, indent=2) + "\n")
+    (target / "README.md").write_text(_ensemble_readme(name, record))
+    return {"dir": str(target.resolve()), "files": ["ensemble.json", "members/", "README.md"], "notes": notes,
+            "trial": "ensemble"}
+
+
+def _export_one(name: str, art: Artifact, target: Path, onnx: bool) -> tuple[list[str], list[str]]:
+    """Write one model's export folder into ``target`` (which exists); the files and notes."""
     import optuna
+    from torch import nn
 
     from automl.study.datasets import fingerprint
     from automl.study.spec import trial_seed
 
-    if Path(name).is_dir() and (Path(name) / "config.json").exists():
-        raise UserError(f"{name} is an export folder; export takes a study name")
-    art = _from_study(name, trial)
-    target = Path(out)
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / "config.json").exists())):
-        raise UserError(f"--out {out} exists and is not an empty folder or an earlier export")
-    if not target.parent.is_dir():
-        raise UserError(f"--out {out}: folder {target.parent} does not exist")
     model = art.model()
-    target.mkdir(exist_ok=True)
     notes: list[str] = []
-    from safetensors.torch import save_file
-
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
-              str(target / WEIGHTS), metadata={"format": FORMAT, "study": name, "trial": str(art.number)})
-    files = [WEIGHTS]
     inputs: list[dict[str, Any]] = []
     fingerprint_now = None
+    if isinstance(model, nn.Module):
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
+                  str(target / WEIGHTS), metadata={"format": FORMAT, "study": name, "trial": str(art.number)})
+        files = [WEIGHTS]
+    else:
+        shutil.copytree(art.model_path, target / ARRAY_DIR)
+        files = [ARRAY_DIR + "/"]
+        notes.append("no TorchScript/ONNX: the model is not a torch module (it is stored in its library's format)")
     try:
         raw = raw_data(art.spec, art.dataset)
         fingerprint_now = fingerprint(raw)
         data = art.space.prepare(raw, art.config) if art.space.prepare else raw
-        wrapped, args, names = _as_args(model, example_inputs(data.test))
+        wrapped, args, names = _as_args(model, example_inputs(data.test)) if isinstance(model, nn.Module) \
+            else (None, (), [])
         inputs = _describe(args, names)
     except UserError as exc:
         notes.append(f"no TorchScript/ONNX: the study's data could not be loaded for an example batch ({exc})")
@@ -321,7 +225,7 @@ def export(name: str, out: str, trial: int | None = None, onnx: bool = False) ->
               "options": art.options, "inputs": inputs, "spec": spec}
     from automl.plugins import load_registry
 
-    plugin = load_registry().plugins.get(art.plugin_name)
+    plugin = load_registry(spec.get("plugin_paths") or [], only={art.plugin_name}).plugins.get(art.plugin_name)
     record = {
         "study": name, "trial": art.number,
         "seeds": {"study_seed": spec["seed"], "trial_seed": trial_seed(spec["seed"], art.number),
@@ -342,16 +246,33 @@ def export(name: str, out: str, trial: int | None = None, onnx: bool = False) ->
                            ("reproducibility.json", record)):
         (target / fname).write_text(json.dumps(content, indent=2, default=str) + "\n")
         files.append(fname)
-    (target / "README.md").write_text(_readme(name, art.number, inputs, SCRIPTED in files))
+    (target / "README.md").write_text(_readme(name, art.number, inputs, SCRIPTED in files,
+                                              art.dataset.predict_new is not None))
     files.append("README.md")
-    return {"dir": str(target.resolve()), "files": files, "notes": notes, "trial": art.number}
+    return files, notes
 
 
-def _readme(name: str, number: int, inputs: list[dict[str, Any]], scripted: bool) -> str:
+def _ensemble_readme(name: str, record: dict[str, Any]) -> str:
+    members = ", ".join(f"trial {n} (weight {w:.3f})" for n, w in record["members"].items())
+    return "\n".join([
+        f"# Ensemble of study {name}", "",
+        f"{len(record['members'])} members, weighted: {members}.",
+        f"Validation {record.get('metric')}: {record.get('val_value')}; test: {record.get('test_value')}.", "",
+        "Predict with automl (each member runs the plugin's own loader and preprocessing; the",
+        "predictions are averaged with the weights):", "",
+        "    automl predict THIS_FOLDER --data PATH --out predictions.csv", "",
+        "Each member is a complete export of one model in members/N/ (see its README).", ""])
+
+
+def _readme(name: str, number: int, inputs: list[dict[str, Any]], scripted: bool, predicts: bool) -> str:
     args = ", ".join(i["name"] for i in inputs) or "x"
-    lines = [f"# Model of study {name}, trial {number}", "",
-             "Predict with automl (runs the plugin's own loader and preprocessing):", "",
-             "    automl predict THIS_FOLDER --data PATH --out predictions.csv", ""]
+    lines = [f"# Model of study {name}, trial {number}", ""]
+    if predicts:
+        lines += ["Predict with automl (runs the plugin's own loader and preprocessing):", "",
+                  "    automl predict THIS_FOLDER --data PATH --out predictions.csv", ""]
+    else:
+        lines += ["Its dataset reads no new data (`automl predict` does not apply): feed the model inputs",
+                  "prepared as preprocessing.json describes.", ""]
     if scripted:
         lines += ["Without automl (plain PyTorch):", "", "    import torch",
                   f"    model = torch.jit.load('{SCRIPTED}')", f"    output = model({args})", "",

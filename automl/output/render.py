@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from typing import Any
 
 from rich.console import Console
@@ -12,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from automl.backends.base import Snapshot
+from automl.study.spec import AS_MANY_AS_FIT
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -23,14 +25,26 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-class SearchProgress:
-    """Live progress of a search: trials finished of the target, best so far, elapsed."""
+def clock(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``) of a number of seconds."""
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
-    def __init__(self, console: Console, target: int, metric: str) -> None:
-        self.metric = metric
-        self.progress = Progress(
-            SpinnerColumn(), TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console, transient=False)
+
+class SearchProgress:
+    """Live progress of a search: trials finished of the target, best so far, the running
+    trials and their epochs, and the time: elapsed, or elapsed of the budget (``--timeout``),
+    counted from ``started`` (when the command started)."""
+
+    def __init__(self, console: Console, target: int, metric: str, *, started: float | None = None,
+                 budget_s: float | None = None) -> None:
+        self.metric, self.started, self.budget_s = metric, started, budget_s
+        columns: list[Any] = [SpinnerColumn(), TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("{task.fields[status]}")]
+        if started is None:
+            columns.append(TimeElapsedColumn())
+        self.progress = Progress(*columns, console=console, transient=False)
         self.task = self.progress.add_task("search", total=target, status="")
 
     def __enter__(self) -> SearchProgress:
@@ -44,8 +58,14 @@ class SearchProgress:
         c = snap.counts
         status = (f"best {self.metric} [bold green]{fmt(snap.best_value)}[/] (#{snap.best_number})  "
                   if snap.best_value is not None else "")
-        status += f"running {c.get('RUNNING', 0)}  pruned {c.get('PRUNED', 0)}  failed {c.get('FAIL', 0)}"
-        self.progress.update(self.task, completed=min(snap.finished, snap.target), total=snap.target, status=status)
+        running = " ".join(f"#{n}@{e}" for n, e in sorted(snap.running.items())[:4])
+        status += f"running {c.get('RUNNING', 0)}{f' ({running} epochs)' if running else ''}  "
+        status += f"pruned {c.get('PRUNED', 0)}  failed {c.get('FAIL', 0)}"
+        if self.started is not None:
+            elapsed = time.time() - self.started
+            status += f"  {clock(elapsed)}" + (f" / {clock(self.budget_s)} budget" if self.budget_s else "")
+        total = snap.target if snap.target < AS_MANY_AS_FIT else None  # a budget decides: no bar of 100000
+        self.progress.update(self.task, completed=min(snap.finished, snap.target), total=total, status=status)
 
 
 def _short_params(params: dict[str, Any], limit: int = 6) -> str:
@@ -56,13 +76,18 @@ def _short_params(params: dict[str, Any], limit: int = 6) -> str:
 
 
 def leaderboard_table(rows: list[dict[str, Any]], *, metric: str, direction: str,
-                      baselines: dict[str, dict[str, Any]] | None = None, title: str = "") -> Table:
+                      baselines: dict[str, dict[str, Any]] | None = None, title: str = "",
+                      ensemble: dict[str, Any] | None = None) -> Table:
     arrow = "higher is better" if direction == "maximize" else "lower is better"
     table = Table(title=title or None, caption=f"{metric}: {arrow}", show_lines=False)
     for col, kw in (("rank", {"justify": "right"}), ("trial", {"justify": "right"}), ("state", {}),
                     (f"val {metric}", {"justify": "right"}), (f"test {metric}", {"justify": "right"}),
                     ("time (s)", {"justify": "right"}), ("params / reason", {"overflow": "fold"})):
         table.add_column(col, **kw)
+    if ensemble:
+        members = " ".join(f"#{n}x{float(w):.2f}" for n, w in ensemble["members"].items())
+        table.add_row("", "[dim]ens[/]", "[bold blue]ENSEMBLE[/]", fmt(ensemble.get("val_value")),
+                      fmt(ensemble.get("test_value")), "-", f"[blue]{len(ensemble['members'])} members[/] {members}")
     for name, b in (baselines or {}).items():
         if "error" in b:
             table.add_row("", "[dim]base[/]", "BASELINE", "-", "-", "-", f"{name}: failed: {b['error']}")
@@ -74,6 +99,9 @@ def leaderboard_table(rows: list[dict[str, Any]], *, metric: str, direction: str
         detail = r["error"] if r["state"] == "FAIL" and r.get("error") else _short_params(r["params"])
         if r.get("retry_of") is not None:
             detail = f"(retry of {r['retry_of']}) {detail}"
+        if r.get("cut"):
+            detail = f"(cut by the {'time budget' if r['cut'] == 'budget' else '--trial-timeout'} " \
+                     f"after {r.get('epochs')} epochs) {detail}"
         table.add_row(fmt(r["rank"]), str(r["number"]), f"[{colors.get(r['state'], 'white')}]{r['state']}[/]",
                       fmt(r["value"]), fmt(r["test_value"]), fmt(r["duration_s"], 3), detail)
     return table

@@ -21,11 +21,13 @@ import torch
 from automl.backends.base import Job, StopRequested, error_reason
 from automl.errors import TrialFailed, UserError
 from automl.plugins import Registry, listener_names, load_registry
+from automl.study.artifacts import model_path, save_predictions, save_targets
 from automl.study.datasets import load_data
 from automl.study.resolve import check_task_fit, resolve
+from automl.study.sampling import sample_config
 from automl.study.spec import PRUNERS, SAMPLERS, StudySpec, trial_seed
 from automl.study.store import quiet_optuna
-from automl.training import CheckError, build_model, check_space, fit, suggest_training
+from automl.training import CheckError, build_model, check_space, evaluate, fit, save_model, validation_loss
 from automl.types import DataBundle, EpochEvent, Metric, SearchSpace, TrialEvent
 
 #: Configurations of each space tried before a search starts (see Objective.preflight).
@@ -55,34 +57,35 @@ class Objective:
 
     def __init__(self, *, registry: Registry, spec: StudySpec, spaces: list[SearchSpace],
                  metric: Metric, bundle: DataBundle, study_name: str, study_dir: Path,
-                 device: torch.device) -> None:
+                 device: torch.device, deadline: float | None = None) -> None:
         self.registry, self.spec, self.metric, self.bundle = registry, spec, metric, bundle
         self.spaces = {s.name: s for s in spaces}
         self.study_name, self.study_dir, self.device = study_name, study_dir, device
         self.checkpoint_every_s = spec.checkpoint_every_s
+        # The search's time budget ends here (time.time()); a budget-aware search cuts trials at it.
+        self.deadline = deadline if spec.budget_aware else None
+        self.fixed_epochs = spec.fixed_epochs()
 
-    def sampler(self, index: int = 0) -> optuna.samplers.BaseSampler:
-        """The sampler of process ``index`` working the study."""
-        return make_sampler(self.spec.sampler, self.spec.seed + index, parallel=self.spec.workers > 1)
+    def sampler(self, index: int = 0, existing: int = 0, salt: int = 0) -> optuna.samplers.BaseSampler:
+        """The sampler of process ``index`` of a run that finds ``existing`` trials in the study.
+
+        Its seed comes from the study seed, ``existing``, ``index`` and ``salt``: a resume or a
+        joining worker starts its draws where the study is, instead of replaying the first
+        search's draws (which proposed the same configurations again). The first run of a
+        study with a given seed still draws the same; each trial's own seed depends only on
+        the study seed and its number (:func:`automl.study.spec.trial_seed`)."""
+        seed = (self.spec.seed * 1_000_003 + existing * 7919 + index * 104_729 + salt * 15_485_863) % 2**31
+        return make_sampler(self.spec.sampler, seed, parallel=self.spec.workers > 1)
 
     def pruner(self) -> optuna.pruners.BasePruner:
-        return make_pruner(self.spec.pruner)
+        return make_pruner(self.spec.pruner, self.fixed_epochs)
 
-    def _space(self, trial: optuna.Trial) -> SearchSpace:
-        if len(self.spaces) == 1:
-            return next(iter(self.spaces.values()))
-        return self.spaces[trial.suggest_categorical("space", list(self.spaces))]
-
-    def sample(self, trial: optuna.Trial) -> dict[str, Any]:
-        """Suggest every parameter of a trial (space, training, model) and return the config
-        ``{"space", "model", "train"}``, JSON-able as the contract says."""
-        space = self._space(trial)
-        info = self.bundle.info
-        train_cfg = (space.train or suggest_training)(trial, info)
-        if self.spec.max_epochs:
-            train_cfg["epochs"] = min(int(train_cfg.get("epochs", 1)), self.spec.max_epochs)
-        config = {"space": space.name, "model": space.define(trial, info), "train": train_cfg}
-        return json.loads(json.dumps(config))
+    def sample(self, trial: optuna.Trial, fix_epochs: bool = True) -> dict[str, Any]:
+        """Suggest every parameter of a trial and return its config ``{"space", "model",
+        "train"}`` (see :mod:`automl.study.sampling`). ``fix_epochs=False`` samples the space as
+        its plugin defines it, ``epochs`` included, whatever this search's budget or
+        ``--max-epochs`` (for the space fingerprint)."""
+        return sample_config(self.spaces, trial, self.bundle.info, self.fixed_epochs if fix_epochs else None)
 
     def preflight(self) -> None:
         """Before anything is written: for each space, sample a config, prepare the data, build
@@ -126,7 +129,7 @@ class Objective:
                 if len(self.spaces) > 1:
                     study.enqueue_trial({"space": name})
                 trial = study.ask()
-                self.sample(trial)
+                self.sample(trial, fix_epochs=False)
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 seen.update(trial.distributions)
         return seen
@@ -139,6 +142,47 @@ class Objective:
 
         dists = {k: optuna.distributions.distribution_to_json(v) for k, v in self.distributions().items()}
         return hashlib.sha256(json.dumps(sorted(dists.items())).encode()).hexdigest()[:16]
+
+    def epoch_seconds(self, threads: int, limit_s: float = 10.0) -> tuple[float, str]:
+        """How long one training epoch (with its validation) of a config of the first space
+        takes on this machine with ``threads`` torch threads, as one worker of the search will
+        train it: measured on the first batches (at most ``limit_s`` seconds) and extrapolated
+        to the whole train split. Returns the seconds and what was measured, for the user."""
+        space = next(iter(self.spaces.values()))
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.spec.seed))
+        config = self.sample(study.ask())
+        data = space.prepare(self.bundle, config) if space.prepare else self.bundle
+        train_cfg = dict(config["train"], epochs=1)
+        batch = int(train_cfg.get("batch_size", 64))
+        total = max(1, -(-len(data.train) // batch))
+        model = build_model(space, config["model"], data.info)
+        stamps: list[float] = []  # when each batch ended; the first batch (warm-up) is not counted
+
+        class Enough(Exception):
+            pass
+
+        def count() -> None:
+            stamps.append(time.perf_counter())
+            if stamps[-1] - stamps[0] > limit_s and len(stamps) < total:
+                raise Enough
+
+        old = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads))
+        started = time.perf_counter()
+        try:
+            fit(model, data, train_cfg, self.metric, torch.device("cpu"), step=space.step, after_batch=count)
+            validation = time.perf_counter() - stamps[-1]
+        except Enough:  # a big epoch: validation at a third of a train step per row
+            validation = None
+        finally:
+            torch.set_num_threads(old)
+        per_batch = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else stamps[0] - started
+        if validation is None:
+            validation = per_batch * total * len(data.val) / max(1, len(data.train)) / 3
+        seconds = per_batch * total + validation
+        what = (f"space {space.name}, batch {batch}, {len(data.train)} train rows, "
+                f"{threads} thread{'s' if threads > 1 else ''} per worker")
+        return seconds, what
 
     def _event(self, trial: optuna.Trial, **kw: Any) -> TrialEvent:
         return TrialEvent(self.study_name, str(self.study_dir), trial.number, dict(trial.params), **kw)
@@ -156,7 +200,9 @@ class Objective:
             trial.set_user_attr("config", config)
             self.registry.call("on_trial_start", self.spec.loggers, event=self._event(trial, config=config))
             value = self._train(trial, space, config, on_epoch, should_stop)
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as exc:
+            if str(exc).startswith("too slow"):
+                trial.set_user_attr("pruned", str(exc))
             self._end(trial, config, "PRUNED", None, start, None)
             raise
         except (KeyboardInterrupt, StopRequested):
@@ -203,9 +249,21 @@ class Objective:
             if epoch < last_epoch and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
+        limits = [(self.deadline, "budget")] if self.deadline else []
+        if self.spec.trial_timeout:
+            limits.append((time.time() + self.spec.trial_timeout, "trial-timeout"))
+        share = self.spec.trial_budget_s() if self.deadline else None
+        if share:  # one trial's share of the budget
+            limits.append((time.time() + share, "budget"))
+        deadline, cut_by = min(limits) if limits else (None, None)
+        probe = _SpeedProbe(deadline, len(data.train), int(config["train"].get("batch_size", 64))) \
+            if share and trial.user_attrs.get("retry_of") is None else None
+
         def after_batch() -> None:
             if should_stop is not None and should_stop():
                 raise StopRequested
+            if probe is not None:
+                probe.batch_done()
 
         train_cfg = dict(config["train"])
         run: dict[str, Any] = {}
@@ -216,7 +274,8 @@ class Objective:
                 result = fit(model, data, train_cfg, self.metric, self.device, step=space.step,
                              report=report, seed=seed, checkpoint=ckpt,
                              checkpoint_every_s=self.checkpoint_every_s,
-                             after_batch=after_batch if should_stop is not None else None)
+                             after_batch=after_batch if should_stop is not None or probe else None,
+                             deadline=deadline)
                 break
             except torch.OutOfMemoryError:
                 # Out of device memory: halve the batch once and retry before failing.
@@ -229,16 +288,53 @@ class Objective:
                 run["oom_batch_size"] = train_cfg["batch_size"]
                 ckpt.unlink(missing_ok=True)
         tdir.mkdir(parents=True, exist_ok=True)
-        tmp = tdir / "model.pt.tmp"
-        torch.save(result.state_dict, tmp)
-        tmp.replace(tdir / "model.pt")
+        save_model(model, model_path(tdir, model))  # fit() left the best epoch's weights in the model
         ckpt.unlink(missing_ok=True)
         run.update(best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                    samples_per_s=round(result.samples / max(result.seconds, 1e-9), 1))
+        run.update(self._predictions(model, data, tdir))
         if result.resumed_from_epoch:
             run["resumed_from_epoch"] = result.resumed_from_epoch
+        if result.cut:
+            run["cut"] = cut_by  # kept as finished, with its best epoch so far
         trial.set_user_attr("run", run)
         return result.best_value
+
+
+    def _predictions(self, model: Any, data: DataBundle, tdir: Path) -> dict[str, Any]:
+        """Store the trained model's validation and test predictions (for ensembles, which are
+        chosen on validation only) and return what the trial records of them: the validation
+        loss, which breaks ties between trials of equal validation score."""
+        y_val, p_val = evaluate(model, data, "val", self.device)
+        y_test, p_test = evaluate(model, data, "test", self.device)
+        if not save_predictions(tdir, p_val, p_test):
+            return {}
+        save_targets(self.study_dir, y_val, y_test)
+        loss = validation_loss(data.info.task, y_val, p_val)
+        return {"val_loss": round(loss, 6)} if loss is not None else {}
+
+
+class _SpeedProbe:
+    """Under a time budget: after a trial's first batches, the time its first epoch will take.
+    A configuration that cannot train one epoch before its share of the budget ends is pruned
+    at once, as too slow for this budget, rather than cut half-way through an epoch that would
+    tell nothing; the sampler then ranks it with the worst and looks elsewhere."""
+
+    BATCHES = 5
+
+    def __init__(self, deadline: float | None, rows: int, batch_size: int) -> None:
+        self.deadline, self.batches = deadline, max(1, -(-rows // max(1, batch_size)))
+        self.started, self.done = time.time(), 0
+
+    def batch_done(self) -> None:
+        self.done += 1
+        if self.done != self.BATCHES or self.deadline is None or self.batches <= self.BATCHES:
+            return
+        per_batch = (time.time() - self.started) / self.done
+        epoch_end = self.started + per_batch * self.batches
+        if epoch_end > self.deadline:
+            raise optuna.TrialPruned(f"too slow for the time budget: its first epoch would take about "
+                                     f"{per_batch * self.batches:.0f} s, more than its share of the budget")
 
 
 def make_sampler(name: str, seed: int | None, parallel: bool = False) -> optuna.samplers.BaseSampler:
@@ -256,12 +352,17 @@ def make_sampler(name: str, seed: int | None, parallel: bool = False) -> optuna.
     raise UserError(f"unknown sampler {name!r}; choices: {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, max_epochs: int | None = None) -> optuna.pruners.BasePruner:
+    """The pruner ``--pruner`` names, with epochs as the resource. ``max_epochs``: the epochs
+    every trial may run (a time budget or ``--max-epochs`` fixes them), which Hyperband needs
+    to lay out its brackets; without it Hyperband infers it from the first trials."""
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
     if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=2, reduction_factor=3)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1 if max_epochs else 2, reduction_factor=3)
     if name == "hyperband":
+        if max_epochs:
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(2, max_epochs), reduction_factor=3)
         return optuna.pruners.HyperbandPruner(min_resource=2, reduction_factor=3)
     if name == "none":
         return optuna.pruners.NopPruner()
@@ -297,4 +398,5 @@ def make_runner(job: Job, device: str = "cpu") -> Objective:
     bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
     metric = check_task_fit(resolved, bundle.info)
     return Objective(registry=registry, spec=spec, spaces=resolved.spaces, metric=metric, bundle=bundle,
-                     study_name=job.study_name, study_dir=Path(job.study_dir), device=torch.device(device))
+                     study_name=job.study_name, study_dir=Path(job.study_dir), device=torch.device(device),
+                     deadline=job.deadline)

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -24,21 +23,20 @@ from optuna.trial import TrialState
 
 from automl.backends import get_backend
 from automl.backends.base import Backend, Job, Outcome, Snapshot, StopSignals, snapshot
-from automl.backends.devices import main_device
 from automl.errors import UserError
 from automl.plugins import Registry, listener_names, load_registry
+from automl.search.finalize import finalize  # noqa: F401 - the session's last step, re-exported
 from automl.search.objective import Objective, make_pruner, make_runner, make_sampler
 from automl.study.datasets import fingerprint, load_data
 from automl.study.recovery import claim_lock, recover, to_recover
 from automl.study.resolve import Resolved, check_task_fit, resolve
+from automl.study.sampling import start_params
 from automl.study.spec import StudySpec, check_counts
 from automl.study.store import (
     BASELINE_KEY,
-    BEST_KEY,
     FINISHED,
     SPEC_KEY,
     SUMMARY_KEY,
-    TEST_KEY,
     StudyRef,
     create,
     delete,
@@ -47,10 +45,7 @@ from automl.study.store import (
     quiet_optuna,
     spec_of,
 )
-from automl.training import build_model, evaluate, score
-from automl.types import Baseline, DataBundle, Metric, StudyEvent
-
-KEEP_WEIGHTS = 5
+from automl.types import Baseline, DataBundle, Metric
 
 
 @dataclass
@@ -66,6 +61,10 @@ class Session:
     backend: Backend
     requeued: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: When the command started (``time.time()``): a ``--timeout`` counts from here.
+    started: float = field(default_factory=time.time)
+    #: What one epoch was measured on, when it was (``spec.epoch_s`` holds the seconds).
+    epoch_measure: str | None = None
 
 
 def _absolute(paths: list[str]) -> list[str]:
@@ -91,11 +90,16 @@ def check_plugin_paths(paths: list[str], study: str) -> list[str]:
 
 
 def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = None,
-                warm: bool = False) -> Session:
+                warm: bool = False, started: float | None = None, measure: bool = False) -> Session:
     """Check and complete a new study's spec: resolve the plugin's names, load the data,
     pick the metric, fingerprint data and spaces. Raises :class:`UserError`; writes nothing.
-    ``warm``: the search will run, so the backend may start its trial processes' imports now."""
+    ``warm``: the search will run, so the backend may start its trial processes' imports now.
+    ``started``: when the command started (a ``--timeout`` counts from there). With a
+    timeout, or ``measure`` (``--dry-run``), one epoch is timed here (see :func:`measure_epoch`)."""
+    started = time.time() if started is None else started
+    quiet_optuna()
     spec.check()
+    spec.pruner = spec.resolved_pruner()
     backend = get_backend(spec.backend)
     backend.check(spec)
     if warm:
@@ -113,11 +117,27 @@ def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = 
     spec.loggers = list(dict.fromkeys(spec.loggers))
     spec.data_fingerprint = fingerprint(bundle)
     spec.plugin_version = resolved.plugin.version
-    session = Session(ref, spec, registry, resolved, bundle, metric, backend)
+    session = Session(ref, spec, registry, resolved, bundle, metric, backend, started=started)
     objective = _objective(session)
     objective.preflight()
     spec.space_hash = objective.space_fingerprint()
+    if spec.timeout or measure:
+        measure_epoch(session, objective)
     return session
+
+
+def measure_epoch(session: Session, objective: Objective | None = None) -> None:
+    """Time one epoch of the first space on this machine, with the threads each worker will
+    have (``spec.epoch_s``): a time budget sets every trial's epochs from it, and the user
+    sees what fits in the budget before the search starts."""
+    from automl.backends.devices import threads_per_worker
+
+    objective = objective or _objective(session)
+    seconds, what = objective.epoch_seconds(threads_per_worker(session.spec.workers))
+    session.spec.epoch_s, session.epoch_measure = round(seconds, 3), what
+    epochs = objective.distributions().get("epochs")
+    session.spec.space_max_epochs = int(epochs.high) if isinstance(epochs, optuna.distributions.IntDistribution) \
+        else None
 
 
 def _objective(session: Session) -> Objective:
@@ -135,6 +155,9 @@ def create_study(session: Session) -> optuna.Study:
     study = create(session.ref, spec.to_json(), spec.direction,
                    make_sampler(spec.sampler, spec.seed), make_pruner(spec.pruner))
     try:
+        starts = start_params({s.name: s for s in session.resolved.spaces}, session.bundle.info)
+        for params in starts[:spec.trials]:
+            study.enqueue_trial(params, skip_if_exists=True)
         study.set_user_attr(SUMMARY_KEY, json.loads(json.dumps(session.bundle.summary, default=str)))
         baselines = list(session.resolved.plugin.baselines.values())
         if baselines:
@@ -163,9 +186,11 @@ def fit_baselines(baselines: list[Baseline], bundle: DataBundle, metric: Metric)
 def plan_resume(name: str, more: int | None = None, force: bool = False,
                 plugin_paths: list[str] | None = None, workers: int | None = None,
                 backend: str | None = None, address: str | None = None,
-                storage: str | None = None, warm: bool = False, max_retries: int | None = None) -> Session:
+                storage: str | None = None, warm: bool = False, max_retries: int | None = None,
+                timeout: float | None = None, started: float | None = None) -> Session:
     """Plan the continuation of a stored study; the backend may differ from the one that
     started it (both write the same Optuna study). ``warm`` as for :func:`plan_search`."""
+    quiet_optuna()
     check_counts(more, workers)
     backend_obj = get_backend(backend) if backend is not None else None
     ref = open_ref(name, storage)
@@ -193,14 +218,17 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
         spec.workers = workers
     if max_retries is not None:
         spec.max_retries = max_retries
-        spec.check()
+    if timeout is not None:
+        spec.timeout = timeout
+    spec.check()
     if backend is not None:
         spec.backend, spec.address = backend, address
     chosen = backend_obj or get_backend(spec.backend)
     chosen.check(spec)
     if warm:
         chosen.warm_up([make_runner.__module__])
-    session = Session(ref, spec, registry, resolved, bundle, metric, chosen, warnings=warnings)
+    session = Session(ref, spec, registry, resolved, bundle, metric, chosen, warnings=warnings,
+                      started=time.time() if started is None else started)
     objective = _objective(session)
     if objective.space_fingerprint() != spec.space_hash:
         if not force:
@@ -210,6 +238,8 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
         _check_compatible(study, objective, name)
         warnings.append("search space changed since the study was created (--force)")
     objective.preflight()
+    if spec.timeout and not spec.epoch_s:
+        measure_epoch(session, objective)
     session.requeued = [t.number for t, why in to_recover(study) if "not rerun" not in why]
     return session
 
@@ -250,8 +280,11 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
     snap = snapshot(study, spec.trials, started)
     if snap.finished >= spec.trials:
         return Outcome("finished", snap)
+    deadline = None
+    if spec.timeout:  # budget-aware: trials are cut at it; else it only stops new trials (the old way)
+        deadline = session.started + spec.timeout - (spec.reserve_s() if spec.budget_aware else 0.0)
     job = Job(session.ref.name, str(session.ref.dir), session.ref.url, spec.to_json(), make_runner,
-              deadline=started + spec.timeout if spec.timeout else None)
+              deadline=deadline, salt=0 if owner else os.getpid())
     if stop is not None:
         return _run_until_done(session, study, job, stop, on_progress, poll_s, owner)
     with StopSignals() as own:
@@ -300,62 +333,16 @@ def _run_until_done(session: Session, study: optuna.Study, job: Job, stop: StopS
     return outcome
 
 
-def finalize(session: Session, study: optuna.Study | None = None, reason: str = "finished") -> dict[str, Any] | None:
-    """Score the best trial on the test split, save it under ``best/``, prune old weights,
-    and fire ``on_study_end``."""
-    study = study or session.ref.load()
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    best_info = None
-    if complete:
-        best = study.best_trial
-        best_info = _save_best(session, study, best)
-        _prune_weights(session, study, complete)
-    session.registry.call("on_study_end", session.spec.loggers, event=StudyEvent(
-        session.ref.name, str(session.ref.dir), len(complete),
-        best_info["value"] if best_info else None, best_info["params"] if best_info else None, reason))
-    return best_info
+def rebuild_ensemble(name: str, size: int, plugin_paths: list[str] | None = None) -> dict[str, Any] | None:
+    """``automl ensemble NAME``: build a stored study's ensemble again over its best ``size``
+    trials (0 removes it). Plans like a resume (plugin, data), runs no trial."""
+    from automl.search.finalize import build_ensemble, rank_trials
+    from automl.study.store import ENSEMBLE_KEY
 
-
-def _save_best(session: Session, study: optuna.Study, best: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    """Score the selected trial on the test split, once: a later finalize that selects the
-    same trial reuses its score and saved model. Only the selected model's test score is
-    kept (``automl:test_values``), so the test split is never a menu of candidates."""
-    stored = study.user_attrs.get(BEST_KEY)
-    best_dir = session.ref.dir / "best"
-    if stored and stored.get("number") == best.number and (best_dir / "model.pt").exists():
-        return stored
-    config = best.user_attrs["config"]
-    space = session.resolved.plugin.spaces[config["space"]]
-    data = space.prepare(session.bundle, config) if space.prepare else session.bundle
-    model = build_model(space, config["model"], data.info)
-    weights = session.ref.trial_dir(best.number) / "model.pt"
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    device = torch.device(main_device(session.spec.gpus))
-    model.to(device)
-    y_true, y_pred = evaluate(model, data, "test", device)
-    test_value = score(session.metric, y_true, y_pred)
-    study.set_user_attr(TEST_KEY, {str(best.number): test_value})
-    info = {"number": best.number, "value": best.value, "test_value": test_value,
-            "metric": session.metric.name, "direction": session.metric.direction,
-            "params": best.params, "config": config}
-    if data.info.task == "classification" and getattr(y_pred, "ndim", 0) == 2:
-        from sklearn.metrics import confusion_matrix
-
-        info["confusion_matrix"] = confusion_matrix(
-            y_true, y_pred.argmax(axis=1), labels=list(range(y_pred.shape[1]))).tolist()
-        info["class_names"] = data.info.class_names or [str(i) for i in range(y_pred.shape[1])]
-    study.set_user_attr(BEST_KEY, info)
-    best_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights, best_dir / "model.pt.tmp")
-    (best_dir / "model.pt.tmp").replace(best_dir / "model.pt")  # a Ctrl-C mid-copy leaves the old one
-    record = dict(info, info=asdict(data.info), data_state=data.state, spec=session.spec.to_json())
-    (best_dir / "config.json").write_text(json.dumps(record, indent=2, default=str))
-    return info
-
-
-def _prune_weights(session: Session, study: optuna.Study, complete: list) -> None:
-    """Keep the weights of the best few trials; a study of big models would fill the disk."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    ranked = sorted(complete, key=lambda t: t.value, reverse=maximize)
-    for t in ranked[KEEP_WEIGHTS:]:
-        (session.ref.trial_dir(t.number) / "model.pt").unlink(missing_ok=True)
+    session = plan_resume(name, plugin_paths=plugin_paths, force=True)
+    study = session.ref.load()
+    if size == 0:
+        study.set_user_attr(ENSEMBLE_KEY, None)
+        return None
+    ranked = rank_trials(study, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    return build_ensemble(session, study, ranked, size)

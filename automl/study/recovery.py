@@ -27,8 +27,9 @@ from automl.study.spec import StudySpec
 from automl.study.store import GRACE_S, SPEC_KEY, requeue
 
 HOST = socket.gethostname()
-#: States that use up a slot of the target (failed trials give theirs back).
-BUDGET = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+#: States that use up a slot of the target (failed trials give theirs back; a queued trial
+#: takes one only when it starts).
+BUSY = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
 def process_start_time(pid: int) -> str | None:
@@ -88,9 +89,10 @@ class Slots:
     """Hands out trials so that every process working a study - local workers, a second
     ``automl search``/``resume``, ``automl worker`` - together reach exactly the target.
 
-    Under the study's claim lock (:func:`claim_lock`), a process takes a WAITING trial (a
-    re-queued one) if there is one, else creates a new trial only while COMPLETE + PRUNED +
-    RUNNING + WAITING trials are fewer than the target. Failed trials give their slot back.
+    Under the study's claim lock (:func:`claim_lock`), while COMPLETE + PRUNED + RUNNING
+    trials are fewer than the target, a process takes a WAITING trial (a re-queued one, or a
+    configuration a space asks to try first) if there is one, else creates a new trial. Failed
+    trials give their slot back.
     The target is read from the study each time, so ``automl resume NAME --trials N`` also
     extends running workers. Optuna has no such primitive: ``MaxTrialsCallback`` checks after
     a trial ends, so parallel workers overshoot.
@@ -111,10 +113,9 @@ class Slots:
         with self.lock:
             optuna.storages.fail_stale_trials(self.study)
             counts, target = count_states(self.storage, self.study_id)
-            waiting = counts.get(TrialState.WAITING.name, 0)
-            used = sum(counts.get(s.name, 0) for s in BUDGET)
-            if waiting == 0 and used >= target:
-                return None
+            busy = sum(counts.get(s.name, 0) for s in BUSY)
+            if busy >= target:
+                return None  # the target is finished or being finished; queued trials wait for a resume
             return ask_owned(self.study, owner_record(self.device))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from automl.study.store import BASELINE_KEY, SPEC_KEY, SUMMARY_KEY, TEST_KEY, StudyRef
+from automl.study.store import BASELINE_KEY, ENSEMBLE_KEY, SPEC_KEY, SUMMARY_KEY, TEST_KEY, StudyRef
 
 _STATE_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING: 2,
                 TrialState.WAITING: 3, TrialState.FAIL: 4}
@@ -49,12 +49,21 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
             "device": (t.user_attrs.get("worker") or {}).get("device"),
             "error": t.user_attrs.get("error"),
             "retry_of": t.user_attrs.get("retry_of"),
+            "cut": (t.user_attrs.get("run") or {}).get("cut"),
         })
     return rows
 
 
 def baselines(study: optuna.Study) -> dict[str, dict[str, Any]]:
+    """The baseline rows fitted when the study was created: name -> val, test, description."""
     return dict(study.user_attrs.get(BASELINE_KEY, {}))
+
+
+def ensemble(study: optuna.Study) -> dict[str, Any] | None:
+    """The study's ensemble, when it has one of two or more members: ``members`` (trial number
+    -> weight), ``val_value``, ``test_value``, ``val_loss``, ``candidates``."""
+    record = study.user_attrs.get(ENSEMBLE_KEY)
+    return record if record and len(record.get("members") or {}) >= 2 else None
 
 
 def summary(ref: StudyRef, study: optuna.Study) -> dict[str, Any]:
@@ -80,3 +89,32 @@ def summary(ref: StudyRef, study: optuna.Study) -> dict[str, Any]:
         "storage": ref.url,
         "data_summary": study.user_attrs.get(SUMMARY_KEY, {}),
     }
+
+
+def run_summary(study: optuna.Study, since: float) -> dict[str, Any]:
+    """How a run spent its time: the trials it started (``since``: the run's start,
+    ``time.time()``) by outcome - finished, cut by the time budget or ``--trial-timeout``
+    (kept as finished, with their best epoch), pruned, failed, still running - and the
+    seconds per epoch they measured."""
+    import datetime
+
+    start = datetime.datetime.fromtimestamp(since)
+    out = {"started": 0, "finished": 0, "cut": 0, "pruned": 0, "failed": 0, "running": 0}
+    per_epoch: list[float] = []
+    for t in study.get_trials(deepcopy=False):
+        if t.datetime_start is None or t.datetime_start < start:
+            continue
+        out["started"] += 1
+        run = t.user_attrs.get("run") or {}
+        if t.state == TrialState.COMPLETE:
+            out["cut" if run.get("cut") else "finished"] += 1
+        elif t.state == TrialState.PRUNED:
+            out["pruned"] += 1
+        elif t.state == TrialState.FAIL:
+            out["failed"] += 1
+        else:
+            out["running"] += 1
+        if t.duration is not None and run.get("epochs_run"):
+            per_epoch.append(t.duration.total_seconds() / run["epochs_run"])
+    out["seconds_per_epoch"] = round(sorted(per_epoch)[len(per_epoch) // 2], 2) if per_epoch else None
+    return out

@@ -20,8 +20,16 @@ from automl._version import __version__
 from automl.errors import UserError
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
-PRUNERS = ("median", "asha", "hyperband", "none")
+PRUNERS = ("auto", "median", "asha", "hyperband", "none")
 MAX_SEED = 2**31
+#: Finished trials to reach without ``--trials``; with ``--timeout`` and no ``--trials`` the
+#: budget decides (as many as fit).
+DEFAULT_TRIALS, AS_MANY_AS_FIT = 20, 100_000
+#: Share of a time budget kept for finalize, and its bounds in seconds.
+RESERVE_SHARE, RESERVE_MIN_S, RESERVE_MAX_S = 0.08, 3.0, 60.0
+#: Under a time budget each trial gets at most this share of the workers' time: at least this
+#: many trials run, and Hyperband starts many more short ones.
+BUDGET_TRIALS = 8
 
 
 @dataclass
@@ -37,14 +45,19 @@ class StudySpec:
     data_path: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     sampler: str = "tpe"
-    pruner: str = "median"
+    pruner: str = "auto"
     seed: int = 0
-    trials: int = 20
+    trials: int = DEFAULT_TRIALS
     timeout: float | None = None
+    trial_timeout: float | None = None
+    budget_aware: bool = True
+    epoch_s: float | None = None
+    space_max_epochs: int | None = None
     workers: int = 1
     max_failures: int | None = None
     max_retries: int = 2
     max_epochs: int | None = None
+    ensemble: int = 20
     backend: str = "local"
     address: str | None = None
     cpus_per_trial: float | None = None
@@ -76,13 +89,54 @@ class StudySpec:
         target or 3, whichever is more."""
         return self.max_failures or max(3, self.trials)
 
+    def reserve_s(self) -> float:
+        """Seconds of a ``--timeout`` kept for finalize (the test score, the best model,
+        ensembles): 8 % of it, at least 3 s and at most a minute."""
+        return min(RESERVE_MAX_S, max(RESERVE_MIN_S, RESERVE_SHARE * (self.timeout or 0.0)))
+
+    def trial_budget_s(self) -> float | None:
+        """Under a time budget, the most seconds one trial may train: the budget left after
+        finalize's reserve, times the workers, over ``BUDGET_TRIALS``; a trial that reaches it
+        is cut (it keeps its best epoch). ``None`` without a budget or with ``budget_aware``
+        off; a smaller ``--trial-timeout`` wins."""
+        if not self.timeout or not self.budget_aware:
+            return None
+        return (self.timeout - self.reserve_s()) * max(1, self.workers) / BUDGET_TRIALS
+
+    def budget_epochs(self) -> int | None:
+        """The epochs every trial may run under a time budget: as many as one trial's share of
+        the budget (:meth:`trial_budget_s`) trains at the seconds per epoch the search measured
+        (``epoch_s``), at least 2 and at most the most the space itself searches
+        (``space_max_epochs``). Slower configurations are cut by their time share; pruning and
+        early stopping end the poor ones sooner. ``None`` without a budget or a measurement."""
+        share = self.trial_budget_s()
+        if share is None or not self.epoch_s:
+            return None
+        cap = self.space_max_epochs or 100  # never more than the space itself would search
+        return int(min(cap, max(2, share / self.epoch_s)))
+
+    def fixed_epochs(self) -> int | None:
+        """The epochs a search gives every trial instead of searching them: ``--max-epochs``,
+        the budget's (:meth:`budget_epochs`), or the smaller of both; ``None``: searched."""
+        caps = [c for c in (self.max_epochs, self.budget_epochs()) if c]
+        return min(caps) if caps else None
+
+    def resolved_pruner(self) -> str:
+        """``auto``: Hyperband (epochs as the resource) under a time budget, else median."""
+        if self.pruner != "auto":
+            return self.pruner
+        return "hyperband" if self.timeout and self.budget_aware else "median"
+
     def check(self) -> StudySpec:
         """Raise :class:`UserError` for a number or name the user got wrong; returns self."""
         check_counts(self.trials, self.workers, self.seed)
-        if self.timeout is not None and (not math.isfinite(self.timeout) or self.timeout <= 0):
-            raise UserError(f"--timeout must be a positive number of seconds, not {self.timeout}")
+        for flag, value in (("--timeout", self.timeout), ("--trial-timeout", self.trial_timeout)):
+            if value is not None and (not math.isfinite(value) or value <= 0):
+                raise UserError(f"{flag} must be a positive number of seconds, not {value}")
         if self.max_failures is not None and self.max_failures <= 0:
             raise UserError(f"--max-failures must be at least 1, not {self.max_failures}")
+        if self.ensemble < 0 or self.ensemble > 1000:
+            raise UserError(f"--ensemble must be between 0 (none) and 1000, not {self.ensemble}")
         if self.max_retries < 0 or self.max_retries > 100:
             raise UserError(f"--max-retries must be between 0 and 100, not {self.max_retries}")
         if self.max_epochs is not None and self.max_epochs <= 0:

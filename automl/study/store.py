@@ -31,12 +31,13 @@ from automl.errors import UserError
 from automl.study.spec import StudySpec
 
 #: Study user attrs: the spec, test scores of the selected models, baseline rows, the data
-#: summary shown to the user, and the best trial's details (written by finalize).
+#: summary shown to the user, the best trial's details and the ensemble (written by finalize).
 SPEC_KEY = "automl:spec"
 TEST_KEY = "automl:test_values"
 BASELINE_KEY = "automl:baselines"
 SUMMARY_KEY = "automl:data_summary"
 BEST_KEY = "automl:best"
+ENSEMBLE_KEY = "automl:ensemble"
 #: Trials that used up a slot of the target: finished ones.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

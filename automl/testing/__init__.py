@@ -24,6 +24,8 @@ What is checked (each result names the object it is about):
   form (after ``prepare``), runs forward and backward on a real batch (or the space's
   ``step``), evaluates the validation split, and its ``state_dict`` saves and loads with
   ``weights_only=True``.
+- ``study``: all the spaces that fit a dataset sample into one study, as a search of several
+  spaces does (model parameters are per space; training parameters are shared and must agree).
 - ``metric``, ``order``: every metric declares a direction, and scores perfect predictions
   better than poor ones built from a dataset's own targets (or a toy example); where a
   dataset has its own ``evaluate``, the metric is run on an untrained model's output and the

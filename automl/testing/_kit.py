@@ -117,6 +117,7 @@ def check_plugin(name: str, *, sample_data: Mapping[str, str | os.PathLike] | No
         run.do("overlap", target, lambda: _data_checks.check_overlap(bundle))
 
     outputs: dict[str, tuple[Any, Any]] = {}
+    defined: dict[str, list[Any]] = {}  # dataset -> the spaces whose own define check passed on it
     for space in plugin.spaces.values():
         fitting = [(n, b) for n, b in bundles.items() if b.info.task in space.tasks]
         if not fitting:
@@ -127,10 +128,16 @@ def check_plugin(name: str, *, sample_data: Mapping[str, str | os.PathLike] | No
             configs = run.do("define", target, lambda: _model_checks.check_define(space, bundle, seed, n_configs))
             if configs is None:
                 continue
+            defined.setdefault(ds_name, []).append(space)
             out = run.do("model", target, lambda: _model_checks.check_model(space, bundle, configs[1], seed,
                                                                             batch_size))
             if out is not None and out[1] is not None:
                 outputs.setdefault(ds_name, out[1])
+
+    for ds_name, fitting in defined.items():
+        if len(fitting) > 1:
+            run.do("study", f"spaces on {ds_name}",
+                   lambda: _model_checks.check_shared_study(fitting, bundles[ds_name], seed, n_configs))
 
     for metric in plugin.metrics.values():
         target = f"metric {metric.name}"

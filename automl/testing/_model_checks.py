@@ -13,6 +13,7 @@ import optuna
 import torch
 
 from automl.errors import UserError
+from automl.study.sampling import SpaceTrial, sample_config
 from automl.testing._data_checks import CheckFailed, Skip
 from automl.training import CheckError, build_model, check_space, suggest_training
 from automl.types import (
@@ -46,7 +47,7 @@ def check_define(space: SearchSpace, bundle: DataBundle, seed: int, n_configs: i
     for _ in range(max(1, n_configs)):
         trial = study.ask()
         train = (space.train or suggest_training)(trial, info)
-        model = space.define(trial, info)
+        model = space.define(SpaceTrial(trial, space.name), info)
         for what, cfg in (("define", model), ("train", train)):
             if not isinstance(cfg, dict):
                 raise CheckFailed(f"{what}() returned {type(cfg).__name__}, not a dict")
@@ -60,6 +61,31 @@ def check_define(space: SearchSpace, bundle: DataBundle, seed: int, n_configs: i
         configs.append(json.loads(json.dumps({"model": model, "train": train})))
         study.tell(trial, 0.0)
     return f"{len(configs)} configs, e.g. {json.dumps(configs[0]['model'])[:120]}", configs
+
+
+def check_shared_study(spaces: list[SearchSpace], bundle: DataBundle, seed: int, n_configs: int) -> str:
+    """All the spaces that fit a dataset, sampled into one study as a search of all of them
+    samples them (:mod:`automl.study.sampling`): model parameters are per space, training
+    parameters are shared, and Optuna refuses one name with two different sets of choices."""
+    table = {s.name: s for s in spaces}
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for name in table:
+        for _ in range(max(1, n_configs)):
+            if len(table) > 1:
+                study.enqueue_trial({"space": name})
+            trial = study.ask()
+            try:
+                sample_config(table, trial, bundle.info)
+            except ValueError as exc:
+                others = ", ".join(n for n in table if n != name)
+                raise CheckFailed(f"space {name!r} cannot share a study with {others}: {exc} (training parameters "
+                                  "are shared by all spaces: give them the same choices, or suggest the parameter "
+                                  "in define, where it is the space's own)") from None
+            study.tell(trial, 0.0)
+    return f"{len(table)} space(s) share one study, {len(study.trials)} configs"
 
 
 def check_model(space: SearchSpace, bundle: DataBundle, configs: list[dict[str, Any]], seed: int,

@@ -24,7 +24,15 @@ from automl_plugins.vision._data import load_digits_bundle
 from automl_plugins.vision._folder import load_imagefolder
 from automl_plugins.vision._formats import load_cifar10, load_fashion_mnist, load_mnist
 from automl_plugins.vision._predict import predict_images
-from automl_plugins.vision._spaces import build_cnn, build_mlp, define_cnn, define_mlp, train_space
+from automl_plugins.vision._spaces import (
+    START_CNN,
+    START_MLP,
+    build_cnn,
+    build_mlp,
+    define_cnn,
+    define_mlp,
+    train_space,
+)
 
 CLS = ("classification",)
 VAL = Option("val", float, 0.1, "fraction of the official train set held out for validation")
@@ -65,9 +73,10 @@ def register_datasets(register) -> None:
 @hookimpl
 def register_spaces(register) -> None:
     register(SearchSpace(name="mlp", tasks=CLS, define=define_mlp, build=build_mlp, train=train_space,
-                         step=vision_step, description="multi-layer perceptron on the flattened image"))
+                         step=vision_step, description="multi-layer perceptron on the flattened image",
+                         starts=(START_MLP,)))
     register(SearchSpace(name="cnn", tasks=CLS, define=define_cnn, build=build_cnn, train=train_space,
-                         step=vision_step,
+                         step=vision_step, starts=(START_CNN,),
                          description="convolutional blocks with batch norm, pooling and a dense head"))
     register(SearchSpace(name="resnet", tasks=CLS, define=nets.define_resnet, build=nets.build_resnet,
                          train=nets.train_net, step=vision_step,

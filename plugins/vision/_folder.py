@@ -106,7 +106,8 @@ def decode(path: Path, size: int) -> tuple[np.ndarray, bool]:
             background = Image.new("RGBA", im.size, (0, 0, 0, 255))
             im = Image.alpha_composite(background, im.convert("RGBA"))
         rgb = im.convert("RGB").resize((size, size), Image.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1), gray
+    # np.array copies: the array is writable (torch.from_numpy warns on a read-only one).
+    return np.array(rgb, dtype=np.uint8).transpose(2, 0, 1), gray
 
 
 def _header_mode(path: Path) -> str | None:

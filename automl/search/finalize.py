@@ -1,0 +1,146 @@
+"""The end of a search: select the model to hand back, score it on the test split once, save
+it, build the post-hoc ensemble, and tidy the study folder.
+
+Selection uses the validation split only: the best trial by the study's metric, ties broken by
+the validation loss (the metric is coarse on a small split: two trials a few images apart tie,
+and the one with the better loss generalises better), then by the earlier trial. The ensemble
+(:mod:`automl.search.ensembles`) is chosen on validation too. The test split then scores the
+selected trial and the ensemble, once each per study end.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from automl.backends.devices import main_device
+from automl.search.ensembles import combine, select
+from automl.study.artifacts import load_predictions, load_targets, saved_model
+from automl.study.store import BEST_KEY, ENSEMBLE_KEY, TEST_KEY
+from automl.training import build_model, evaluate, load_model, save_model, score
+from automl.types import StudyEvent
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from automl.search.session import Session
+
+#: Trials whose models are kept besides the selected one and the ensemble's members.
+KEEP_MODELS = 5
+
+
+def rank_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """Complete trials, best first: by value in the study's direction, then by validation
+    loss (lower first; trials without one last among their ties), then by trial number."""
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+    def key(t: optuna.trial.FrozenTrial) -> tuple[float, float, int]:
+        loss = (t.user_attrs.get("run") or {}).get("val_loss")
+        return (-t.value if maximize else t.value, loss if loss is not None else float("inf"), t.number)
+
+    return sorted((t for t in trials if t.value is not None), key=key)
+
+
+def finalize(session: Session, study: optuna.Study | None = None, reason: str = "finished") -> dict[str, Any] | None:
+    """Select, score and save the best trial (``best/``), build the ensemble
+    (``ensemble/``), keep the models worth keeping, and fire ``on_study_end``."""
+    study = study or session.ref.load()
+    complete = rank_trials(study, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    best_info = None
+    if complete:
+        best_info = _save_best(session, study, complete[0])
+        ensemble = build_ensemble(session, study, complete)
+        _prune_models(session, complete, keep=set(ensemble["members"]) if ensemble else set())
+    session.registry.call("on_study_end", session.spec.loggers, event=StudyEvent(
+        session.ref.name, str(session.ref.dir), len(complete),
+        best_info["value"] if best_info else None, best_info["params"] if best_info else None, reason))
+    return best_info
+
+
+def _save_best(session: Session, study: optuna.Study, best: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """Score the selected trial on the test split, once: a later finalize that selects the
+    same trial reuses its score and saved model. Only the selected model's test score is
+    kept (``automl:test_values``), so the test split is never a menu of candidates."""
+    stored = study.user_attrs.get(BEST_KEY)
+    best_dir = session.ref.dir / "best"
+    if stored and stored.get("number") == best.number and saved_model(best_dir) is not None:
+        return stored
+    config = best.user_attrs["config"]
+    space = session.resolved.plugin.spaces[config["space"]]
+    data = space.prepare(session.bundle, config) if space.prepare else session.bundle
+    source = saved_model(session.ref.trial_dir(best.number))
+    if source is None:
+        raise FileNotFoundError(f"the model of trial {best.number} is missing from its folder "
+                                f"{session.ref.trial_dir(best.number)}")
+    model = load_model(build_model(space, config["model"], data.info), source)
+    device = torch.device(main_device(session.spec.gpus))
+    if isinstance(model, torch.nn.Module):
+        model.to(device)
+    y_true, y_pred = evaluate(model, data, "test", device)
+    test_value = score(session.metric, y_true, y_pred)
+    study.set_user_attr(TEST_KEY, {str(best.number): test_value})
+    info = {"number": best.number, "value": best.value, "test_value": test_value,
+            "metric": session.metric.name, "direction": session.metric.direction,
+            "params": best.params, "config": config}
+    if data.info.task == "classification" and getattr(y_pred, "ndim", 0) == 2:
+        from sklearn.metrics import confusion_matrix
+
+        info["confusion_matrix"] = confusion_matrix(
+            y_true, y_pred.argmax(axis=1), labels=list(range(y_pred.shape[1]))).tolist()
+        info["class_names"] = data.info.class_names or [str(i) for i in range(y_pred.shape[1])]
+    study.set_user_attr(BEST_KEY, info)
+    best_dir.mkdir(parents=True, exist_ok=True)
+    for old in (best_dir / "model.pt", best_dir / "model"):  # the selected trial may have changed kind
+        if old.name != source.name:
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+    save_model(model.cpu() if isinstance(model, torch.nn.Module) else model, best_dir / source.name)
+    record = dict(info, info=asdict(data.info), data_state=data.state, spec=session.spec.to_json())
+    (best_dir / "config.json").write_text(json.dumps(record, indent=2, default=str))
+    return info
+
+
+def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.trial.FrozenTrial],
+                   size: int | None = None) -> dict[str, Any] | None:
+    """Greedy ensemble selection over the best ``size`` trials (``--ensemble``, 0: none) that
+    stored numeric predictions, on validation only; then the ensemble's test score, from the
+    members' stored test predictions. Stored as ``automl:ensemble`` and ``ensemble/``."""
+    size = session.spec.ensemble if size is None else size
+    targets = load_targets(session.ref.dir)
+    if not size or targets is None:
+        return None
+    y_val, y_test = targets
+    candidates: dict[int, Any] = {}
+    tests: dict[int, Any] = {}
+    for t in ranked:
+        preds = load_predictions(session.ref.trial_dir(t.number))
+        if preds is not None and saved_model(session.ref.trial_dir(t.number)) is not None:
+            candidates[t.number], tests[t.number] = preds
+        if len(candidates) >= size:
+            break
+    if len(candidates) < 2:
+        return None
+    chosen = select(candidates, y_val, session.metric, session.bundle.info.task)
+    test_value = score(session.metric, y_test, combine(tests, chosen.weights))
+    record = {"members": {str(n): round(w, 6) for n, w in chosen.weights.items()}, "val_value": chosen.val_value,
+              "val_loss": chosen.val_loss, "test_value": test_value, "candidates": list(candidates),
+              "metric": session.metric.name, "direction": session.metric.direction}
+    study.set_user_attr(ENSEMBLE_KEY, record)
+    folder = session.ref.dir / "ensemble"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ensemble.json").write_text(json.dumps(record, indent=2))
+    return {**record, "members": chosen.weights}
+
+
+def _prune_models(session: Session, ranked: list[optuna.trial.FrozenTrial], keep: set[int]) -> None:
+    """Keep the models of the best few trials and of the ensemble's members; a study of big
+    models would fill the disk. Predictions (small) are kept for every trial."""
+    for t in ranked[KEEP_MODELS:]:
+        if t.number in keep:
+            continue
+        folder = session.ref.trial_dir(t.number)
+        (folder / "model.pt").unlink(missing_ok=True)
+        shutil.rmtree(folder / "model", ignore_errors=True)
