@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 TINY = str(Path(__file__).parent / "data" / "tinyplug.py")
@@ -190,3 +191,111 @@ def test_search_resume_and_a_joining_worker_never_repeat_a_configuration(cli, st
     assert len(trials) == 6
     params = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(params)) == len(params), params
+
+
+def _dead_running_trial(studies: Path, name: str, deaths: int = 0, host: str | None = None) -> int:
+    """A RUNNING trial of ``name`` whose owner is a process that no longer exists (on this
+    host, or on ``host``), carrying ``deaths`` earlier deaths of its configuration."""
+    from automl.study.recovery import HOST, ask_owned
+
+    study = _load(studies, name)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    trial = ask_owned(study, {"host": host or HOST, "pid": gone.pid, "start": "0"})
+    trial.suggest_int("linear.hidden", 4, 16)
+    if deaths:
+        study._storage.set_trial_system_attr(trial._trial_id, "automl_deaths", deaths)
+    return trial.number
+
+
+@pytest.mark.parametrize("after", ["error", "gave_up", "fail"])
+def test_recovery_killed_between_its_commits_is_finished_by_the_next(studies, cli_proc, tmp_path, after):
+    """``recover`` writes several commits per dead trial; a process killed between any two
+    leaves a state the next recovery finishes: a dying configuration is re-queued once
+    (never dropped), counted dead once, and one past the cap ends FAIL (never left RUNNING
+    holding a slot). Found by benchmarks/bench_chaos (a resume killed 165 ms into recovery)."""
+    name = f"k{after}"
+    assert cli_proc("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--trials", "1", "--study", name,
+                    "--max-retries", "2").code == 0
+    deaths = 2 if after == "gave_up" else 0  # the last allowed death: this one gives up
+    number = _dead_running_trial(studies, name, deaths)
+    script = _script(tmp_path, f"""
+        import os, optuna
+        from pathlib import Path
+        from automl.study import recovery
+        from automl.study.store import make_storage
+
+        storage = make_storage({f"sqlite:///{studies / name / 'study.db'}"!r})
+        cls = type(storage)
+        if {after!r} == "fail":  # killed after the FAIL commit, before the re-queue
+            recovery.requeue = lambda *a, **k: os._exit(137)
+        else:  # killed right after the user attr is written
+            original = cls.set_trial_user_attr
+            def dies_after(self, tid, key, value):
+                original(self, tid, key, value)
+                if key == {after!r}:
+                    os._exit(137)
+            cls.set_trial_user_attr = dies_after
+        study = optuna.load_study(study_name={name!r}, storage=storage)
+        recovery.recover(study, recovery.claim_lock(storage, Path({str(studies / name)!r})))
+    """)
+    assert subprocess.run([sys.executable, str(script)], timeout=120).returncode == 137
+    from automl.study.recovery import claim_lock, recover
+
+    study = _load(studies, name)
+    recover(study, claim_lock(study._storage, studies / name))
+    recover(study, claim_lock(study._storage, studies / name))  # twice: nothing more to do
+    trials = {t.number: t for t in _load(studies, name).trials}
+    assert trials[number].state == TrialState.FAIL
+    retries = [t for t in trials.values() if t.user_attrs.get("retry_of") == number]
+    if after == "gave_up":
+        assert not retries and trials[number].user_attrs["gave_up"]
+        assert "--max-retries 2" in trials[number].user_attrs["error"]
+    else:
+        [retry] = retries
+        assert retry.state == TrialState.WAITING and retry.params == trials[number].params
+        assert retry.system_attrs["automl_deaths"] == 1  # one death, counted once
+
+
+def test_a_trial_whose_heartbeat_stopped_on_another_machine_is_rerun(studies, cli_proc, tmp_path):
+    """A worker on another machine dies: its trial stops beating. After the grace period the
+    next claim of any process recovers it (re-queued once, its death counted) instead of
+    failing the claiming worker (Optuna fails such a trial before its callback can write)."""
+    from automl.study.recovery import Slots
+    from automl.study.store import GRACE_S, make_storage
+
+    assert cli_proc("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--trials", "1", "--study", "hb").code == 0
+    study = _load(studies, "hb")
+    study.set_user_attr("automl:spec", dict(study.user_attrs["automl:spec"], trials=3))
+    number = _dead_running_trial(studies, "hb", host="machine-b")
+    storage = make_storage(f"sqlite:///{studies / 'hb' / 'study.db'}")
+    study = optuna.load_study(study_name="hb", storage=storage)
+    trial_id = study.trials[number]._trial_id
+    storage.record_heartbeat(trial_id)
+    import sqlalchemy
+
+    with storage.engine.begin() as con:  # the last beat, long ago
+        con.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = datetime('now', :ago) "
+                                    "WHERE trial_id = :tid"), {"ago": f"-{3 * GRACE_S} seconds", "tid": trial_id})
+    claimed = Slots(study, storage, studies / "hb" / "slots.lock").claim()
+    assert claimed is not None
+    trials = {t.number: t for t in _load(studies, "hb").trials}
+    assert trials[number].state == TrialState.FAIL and "machine-b" in trials[number].user_attrs["error"]
+    [retry] = [t for t in trials.values() if t.user_attrs.get("retry_of") == number]
+    assert retry.system_attrs["automl_deaths"] == 1
+    assert claimed.number == retry.number  # the claim took the re-queued configuration first
+
+
+def test_a_resume_never_lowers_a_target_another_resume_raised(studies, cli):
+    """Two resumes run at once, one with --trials: whichever writes its spec last, the stored
+    target is the raised one (each writes under the claim lock and keeps the higher target)."""
+    from automl.search import session as search_session
+
+    assert cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--trials", "1", "--study", "tg").code == 0
+    plain = search_session.plan_resume("tg", None, False, [TINY])  # planned first: target 1
+    raised = search_session.plan_resume("tg", 3, False, [TINY])    # target 1 + 3
+    search_session.run(raised)
+    assert search_session.run(plain).reason == "finished"
+    spec = _load(studies, "tg").user_attrs["automl:spec"]
+    assert spec["trials"] == 4 and plain.spec.trials == 4
+    assert sum(t.state in FINISHED for t in _load(studies, "tg").trials) == 4

@@ -274,7 +274,7 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
     spec = session.spec
     study = session.ref.load()
     if owner:
-        study.set_user_attr(SPEC_KEY, spec.to_json())
+        _store_spec(study, spec, claim_lock(study._storage, session.ref.dir))
     session.requeued = recover(study, claim_lock(study._storage, session.ref.dir))
     started = time.time()
     snap = snapshot(study, spec.trials, started)
@@ -289,6 +289,17 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
         return _run_until_done(session, study, job, stop, on_progress, poll_s, owner)
     with StopSignals() as own:
         return _run_until_done(session, study, job, own, on_progress, poll_s, owner)
+
+
+def _store_spec(study: optuna.Study, spec: StudySpec, lock: Any) -> None:
+    """Store the owner's spec (a resume may change the target, workers, backend, budget),
+    under the claim lock and never lowering the target: another resume may have raised it
+    since this one was planned (``resume --trials`` only ever adds trials), and writing the
+    planned spec back would undo that raise."""
+    with lock:
+        stored = study._storage.get_study_user_attrs(study._study_id).get(SPEC_KEY) or {}
+        spec.trials = max(spec.trials, int(stored.get("trials", 0)))
+        study.set_user_attr(SPEC_KEY, spec.to_json())
 
 
 def _wait_for_running(study: optuna.Study, target: int, started: float, stop: StopSignals,

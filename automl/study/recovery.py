@@ -4,7 +4,7 @@
   pid, the pid's start time), so a later process can tell that it died.
 - :class:`Slots`: hands out trials so that all processes on a study reach exactly its target.
 - :class:`Heartbeat`: one thread per worker process beating for the running trial, so that
-  a worker that died on another machine is detected by Optuna's stale-trial check.
+  a worker that died on another machine is detected (:func:`recover_stale`, at every claim).
 - :func:`to_recover` / :func:`recover`: RUNNING trials of dead processes and interrupted
   trials are marked failed and their exact parameters re-queued.
 """
@@ -111,7 +111,7 @@ class Slots:
 
     def claim(self) -> optuna.Trial | None:
         with self.lock:
-            optuna.storages.fail_stale_trials(self.study)
+            recover_stale(self.study)  # a worker that died on another machine: its trial first
             counts, target = count_states(self.storage, self.study_id)
             busy = sum(counts.get(s.name, 0) for s in BUSY)
             if busy >= target:
@@ -226,21 +226,30 @@ class Heartbeat:
             self._thread.join(timeout=5)
 
 
-def _heartbeat_age(storage: Any, trial_id: int) -> float | None:
-    """Seconds since a trial's last heartbeat in an RDB storage; ``None`` if it never beat."""
-    engine = getattr(storage, "engine", None)
+def _heartbeats(storage: Any, study_id: int, trial_id: int | None = None) -> dict[int, float]:
+    """Seconds since the last heartbeat of each RUNNING trial of a study that has beaten (or
+    of one trial), measured on the database's clock, which also stamped the beats (Optuna's
+    ``record_heartbeat`` writes the database's ``now()``): the machines' clocks and time
+    zones do not enter. Empty without an RDB storage."""
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)  # under Optuna's cache
     if engine is None:
-        return None
+        return {}
+    import sqlalchemy
     from sqlalchemy import text
 
+    where = "t.trial_id = :tid" if trial_id is not None else "t.study_id = :sid AND t.state = 'RUNNING'"
     with engine.connect() as con:
-        beat = con.execute(text("SELECT MAX(heartbeat) FROM trial_heartbeats WHERE trial_id = :tid"),
-                           {"tid": trial_id}).scalar()
-    if beat is None:
-        return None
-    if isinstance(beat, str):
-        beat = datetime.datetime.fromisoformat(beat)
-    return (datetime.datetime.now() - beat).total_seconds()
+        now = con.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+        rows = con.execute(text("SELECT h.trial_id, h.heartbeat FROM trial_heartbeats h JOIN trials t "
+                                f"ON t.trial_id = h.trial_id WHERE {where}"),
+                           {"sid": study_id, "tid": trial_id}).all()
+    now = now.replace(tzinfo=None) if isinstance(now, datetime.datetime) else datetime.datetime.fromisoformat(str(now))
+    ages = {}
+    for tid, beat in rows:
+        if isinstance(beat, str):
+            beat = datetime.datetime.fromisoformat(beat)
+        ages[int(tid)] = (now - beat.replace(tzinfo=None)).total_seconds()
+    return ages
 
 
 def _dead(trial: optuna.trial.FrozenTrial, storage: Any) -> str | None:
@@ -254,41 +263,51 @@ def _dead(trial: optuna.trial.FrozenTrial, storage: Any) -> str | None:
     if not owner and age > GRACE_S:
         return "it has no owner (its process died while claiming it)"
     if alive is None and owner:  # another host: only its heartbeat can tell
-        beat = _heartbeat_age(storage, trial._trial_id)
+        beat = _heartbeats(storage, 0, trial._trial_id).get(trial._trial_id)
         if (beat is None and age > GRACE_S) or (beat is not None and beat > GRACE_S):
             return f"its process on {owner.get('host')} stopped beating"
     return None
 
 
 def deaths(trial: optuna.trial.FrozenTrial) -> int:
-    """How many runs of this configuration died with their process, this one included if it
-    is RUNNING or failed that way (interruptions by Ctrl-C do not count)."""
+    """How many earlier runs of this trial's configuration died with their process (carried
+    by each retry; interruptions by Ctrl-C do not count). A run that died adds one."""
     return int(trial.system_attrs.get("automl_deaths", 0))
 
 
 def to_recover(study: optuna.Study, max_retries: int | None = None) -> list[tuple[optuna.trial.FrozenTrial, str]]:
-    """Trials to rerun: RUNNING ones whose process is dead, and interrupted ones, unless a
-    retry of them already exists. A trial whose configuration already died with its process
-    ``max_retries`` times is listed with a reason that says it will not be rerun."""
+    """Trials to rerun, unless a retry of them already exists:
+
+    - RUNNING trials whose process is dead;
+    - failed trials whose process died (``died``) but that a recovery killed midway did not
+      re-queue yet;
+    - interrupted trials (Ctrl-C, SIGTERM).
+
+    A configuration whose process died more than ``max_retries`` times is listed with a
+    reason that says it will not be rerun."""
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
     cap = retry_cap(study) if max_retries is None else max_retries
     out = []
     for t in trials:
-        if t.number in retried or t.user_attrs.get("gave_up"):
+        if t.number in retried:
             continue
-        if t.state == TrialState.RUNNING:
+        if t.state == TrialState.RUNNING:  # even one marked gave_up: a recovery killed before its FAIL
             why = _dead(t, study._storage)
-            if why is None:
-                continue
-            if deaths(t) + 1 > cap:
-                why += f"; not rerun: this configuration's process died {deaths(t) + 1} times (--max-retries {cap})"
-            else:
-                why += f" (retry {deaths(t) + 1} of {cap})"
-            out.append((t, why))
-        elif t.state == TrialState.FAIL and t.user_attrs.get("interrupted"):
-            out.append((t, "it was interrupted"))
+            if why is not None:
+                out.append((t, _why_rerun(why, deaths(t) + 1, cap)))
+        elif t.state == TrialState.FAIL and not t.user_attrs.get("gave_up"):
+            if t.user_attrs.get("died"):
+                out.append((t, _why_rerun("its process died", deaths(t) + 1, cap)))
+            elif t.user_attrs.get("interrupted"):
+                out.append((t, "it was interrupted"))
     return out
+
+
+def _why_rerun(why: str, died: int, cap: int) -> str:
+    if died > cap:
+        return f"{why}; not rerun: this configuration's process died {died} times (--max-retries {cap})"
+    return f"{why} (retry {died} of {cap})"
 
 
 def retry_cap(study: optuna.Study) -> int:
@@ -302,23 +321,60 @@ def recover(study: optuna.Study, lock: Any) -> list[int]:
     """Under the study's claim lock: mark dead RUNNING trials failed and re-queue every trial
     to recover with its exact parameters; a configuration past the retry cap stays FAIL with
     its reason. Returns the numbers of the trials re-queued."""
-    numbers = []
     with lock:
         cap = retry_cap(study)
-        for trial, why in to_recover(study, cap):
-            storage = study._storage
-            if trial.state == TrialState.RUNNING:
-                died = deaths(trial) + 1
-                storage.set_trial_system_attr(trial._trial_id, "automl_deaths", died)
-                if died > cap:
-                    storage.set_trial_user_attr(trial._trial_id, "gave_up", True)
-                    storage.set_trial_user_attr(trial._trial_id, "error", f"gave up: {why}")
-                    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-                    continue
-                if not trial.user_attrs.get("error"):
-                    storage.set_trial_user_attr(trial._trial_id, "error", f"rerun: {why}")
-                storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-                trial = storage.get_trial(trial._trial_id)
-            requeue(study, trial)
+        return [t.number for t, why in to_recover(study, cap) if _rerun(study, t, why, cap)]
+
+
+def recover_stale(study: optuna.Study, cap: int | None = None) -> list[int]:
+    """Recover the RUNNING trials whose heartbeat is older than the grace period and whose
+    process is not known alive (it ran on another machine, or this one's pid is gone); the
+    caller holds the claim lock. Cheap enough for every claim: one query over the running
+    trials' heartbeats.
+
+    Optuna's own ``fail_stale_trials`` marks such a trial FAIL before it calls its callback,
+    after which no attribute of the trial can be written (the death count, the reason), so
+    automl does not use it."""
+    storage = study._storage
+    stale = [tid for tid, age in _heartbeats(storage, study._study_id).items() if age > GRACE_S]
+    if not stale:
+        return []
+    cap = retry_cap(study) if cap is None else cap
+    numbers = []
+    for tid in stale:
+        trial = storage.get_trial(tid)
+        why = _dead(trial, storage) if trial.state == TrialState.RUNNING else None
+        if why is not None and _rerun(study, trial, _why_rerun(why, deaths(trial) + 1, cap), cap):
             numbers.append(trial.number)
     return numbers
+
+
+def _rerun(study: optuna.Study, trial: optuna.trial.FrozenTrial, why: str, cap: int) -> bool:
+    """Recover one trial (the claim lock held); whether it was re-queued.
+
+    Each step is its own commit, ordered so that a process killed between any two leaves a
+    state that the next recovery finishes (tests/test_recovery): every write to the trial
+    happens while it is still RUNNING (a finished trial's attributes cannot change), the
+    ``died`` mark before the FAIL lets a later recovery re-queue a trial whose re-queue was
+    cut off, and the death count lives on the retry (``automl_deaths``), never rewritten on the
+    dead trial, so redoing a step never counts a death twice."""
+    storage = study._storage
+    died = deaths(trial) + 1
+    if trial.state == TrialState.RUNNING:
+        gave_up = died > cap
+        if not trial.user_attrs.get("error") or gave_up:
+            storage.set_trial_user_attr(trial._trial_id, "error", f"{'gave up' if gave_up else 'rerun'}: {why}")
+        storage.set_trial_user_attr(trial._trial_id, "died", True)
+        if gave_up:
+            storage.set_trial_user_attr(trial._trial_id, "gave_up", True)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        if gave_up:
+            return False
+        trial = storage.get_trial(trial._trial_id)
+    elif trial.user_attrs.get("died"):
+        if died > cap:
+            return False
+    else:  # interrupted: not a death
+        died -= 1
+    requeue(study, trial, died)
+    return True

@@ -42,7 +42,8 @@ ENSEMBLE_KEY = "automl:ensemble"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
-#: Heartbeats let Optuna fail and re-queue trials of a worker that died on another machine.
+#: Every running trial beats (Optuna's heartbeat table) so that a worker that died on another
+#: machine is detected: its trial is recovered after GRACE_S (automl.study.recovery.recover_stale).
 HEARTBEAT_S = 5
 GRACE_S = 20
 
@@ -112,7 +113,7 @@ def forget_storage(url: str) -> None:
 
 
 def make_storage(url: str, create: bool = False) -> RDBStorage:
-    """An RDB storage with heartbeats, busy timeouts, and re-queueing of stale trials; one
+    """An RDB storage with heartbeats and busy timeouts; one
     per URL and process (``create=True`` always makes a new one).
 
     SQLite files are switched to WAL mode: readers (the progress display, ``automl
@@ -138,7 +139,6 @@ def make_storage(url: str, create: bool = False) -> RDBStorage:
         engine_kwargs=engine_kwargs,
         heartbeat_interval=HEARTBEAT_S,
         grace_period=GRACE_S,
-        heartbeat_stale_trial_callback=requeue_stale,
         skip_table_creation=not create,
     )
     if db is not None:
@@ -159,12 +159,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Enqueue a trial's exact parameters again as a retry.
+def requeue(study: optuna.Study, trial: FrozenTrial, deaths: int) -> None:
+    """Enqueue a trial's exact parameters again as a retry, in one commit.
 
     The retry carries Optuna's own markers (system attrs ``failed_trial`` and
     ``retry_history``, as ``RetryHeartbeatStaleTrialCallback`` writes them, so
-    ``retried_trial_number`` works), automl's count of the configuration's deaths
+    ``retried_trial_number`` works), automl's count of the configuration's deaths so far
     (``automl_deaths``, for the retry cap) and the user attr ``retry_of``. Unlike that callback
     it does not copy the dead trial's user attrs (its error, its worker), which would make the
     retry look failed. Intermediate values are kept, so pruning sees the whole curve.
@@ -174,27 +174,8 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     study.add_trial(optuna.trial.create_trial(
         state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
         user_attrs={"retry_of": trial.number},
-        system_attrs={"failed_trial": original, "retry_history": history,
-                      "automl_deaths": int(trial.system_attrs.get("automl_deaths", 0))},
+        system_attrs={"failed_trial": original, "retry_history": history, "automl_deaths": deaths},
         intermediate_values=trial.intermediate_values))
-
-
-def requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Optuna's callback for a trial whose heartbeat went stale (its worker died, maybe on
-    another machine; Optuna has already marked it FAIL): count the death, then re-queue it,
-    unless its configuration already died ``--max-retries`` times (the study's spec)."""
-    spec = study.user_attrs.get(SPEC_KEY) or {}
-    cap = spec.get("max_retries")
-    cap = StudySpec.max_retries if cap is None else int(cap)
-    died = int(trial.system_attrs.get("automl_deaths", 0)) + 1
-    storage = study._storage
-    storage.set_trial_system_attr(trial._trial_id, "automl_deaths", died)
-    if died > cap:
-        storage.set_trial_user_attr(trial._trial_id, "gave_up", True)
-        storage.set_trial_user_attr(trial._trial_id, "error", f"gave up: its process stopped beating; this "
-                                    f"configuration's process died {died} times (--max-retries {cap})")
-        return
-    requeue(study, storage.get_trial(trial._trial_id))
 
 
 def _check_sqlite(db: Path) -> None:
