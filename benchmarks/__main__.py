@@ -25,6 +25,7 @@ SECTIONS = {
     "scaling": "benchmarks.bench_scaling",
     "pruning": "benchmarks.bench_pruning",
     "ray": "benchmarks.bench_ray",
+    "chaos": "benchmarks.bench_chaos",
     "accuracy": "benchmarks.bench_accuracy",
 }
 NEEDS_RAY = {"ray"}

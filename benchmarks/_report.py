@@ -122,8 +122,32 @@ def _cli(r: dict[str, Any]) -> list[Row]:
             for row in r["rows"]]
 
 
+def _chaos(r: dict[str, Any]) -> list[Row]:
+    checks = r["checks"]
+    base = f"{r['kills']} kills (by kind {r['kills_by_kind']}), {r['wall_s']} s (load {r['load_avg_1m']})"
+    return [
+        ("chaos", "finished trials / final target", f"{r['finished_trials']} / {r['final_target']}", base,
+         "equal, none RUNNING", _yes(checks["finished == target"] and checks["no RUNNING trial left"])),
+        ("chaos", "finished trials lost or changed", str(r["lost_or_changed_finished"]),
+         f"{r['finished_checked']} finished trials seen after the kills", "0",
+         _yes(checks["no finished trial lost or changed"])),
+        ("chaos", "longest retry chain", str(r["longest_retry_chain"]),
+         f"--max-retries {r['max_retries']}; {r['retries']} retries, {r['given_up_by_retry_cap']} given up",
+         f"<= {1 + r['max_retries']}", _yes(not r["chains_over_cap"])),
+        ("chaos", "duplicated retries / dropped dead trials",
+         f"{r['duplicated_retries']} / {r['dropped_dead_trials']}", "every dead trial re-queued once or given up",
+         "0 / 0", _yes(checks["no trial re-queued twice"]
+                       and checks["no dead trial dropped (FAIL, neither re-queued nor given up)"])),
+        ("chaos", "orphan processes / tracebacks / failed commands",
+         f"{len(r['orphans'])} / {len(r['tracebacks'])} / {sum(not e['expected'] for e in r['failed_exits'])}",
+         "stderr of every process scanned", "0 / 0 / 0",
+         _yes(checks["processes outlived no killed parent"] and not r["tracebacks"]
+              and checks["no command failed on its own"])),
+    ]
+
+
 FORMATTERS = {"cli": _cli, "engine": _engine, "trainer": _trainer, "accuracy": _accuracy, "scaling": _scaling,
-              "pruning": _pruning, "storage": _storage, "ray": _ray}
+              "pruning": _pruning, "storage": _storage, "ray": _ray, "chaos": _chaos}
 
 
 def table(results: dict[str, Any]) -> str:
