@@ -28,7 +28,6 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from automl.errors import UserError
-from automl.study.spec import StudySpec
 
 #: Study user attrs: the spec, test scores of the selected models, baseline rows, the data
 #: summary shown to the user, the best trial's details and the ensemble (written by finalize).
