@@ -273,9 +273,10 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
     session.ref.ensure_dir()
     spec = session.spec
     study = session.ref.load()
+    lock = claim_lock(study._storage, session.ref.dir)
     if owner:
-        _store_spec(study, spec, claim_lock(study._storage, session.ref.dir))
-    session.requeued = recover(study, claim_lock(study._storage, session.ref.dir))
+        _store_spec(study, spec, lock)
+    session.requeued = recover(study, lock)
     started = time.time()
     snap = snapshot(study, spec.trials, started)
     if snap.finished >= spec.trials:
