@@ -299,3 +299,17 @@ def test_a_resume_never_lowers_a_target_another_resume_raised(studies, cli):
     spec = _load(studies, "tg").user_attrs["automl:spec"]
     assert spec["trials"] == 4 and plain.spec.trials == 4
     assert sum(t.state in FINISHED for t in _load(studies, "tg").trials) == 4
+
+
+def test_resume_trials_adds_that_many_even_when_the_stored_target_was_higher(studies, cli):
+    """``resume --trials N`` runs N more trials. A stopped search stored a higher target (a
+    budget search stores "as many as fit"); keeping the higher of the two is only right when
+    another resume raised it after this one was planned, not for the target this one read."""
+    assert cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--trials", "1", "--study", "hi").code == 0
+    study = _load(studies, "hi")
+    spec = dict(study.user_attrs["automl:spec"], trials=50)  # as a search stopped at 1 of 50 leaves it
+    study.set_user_attr("automl:spec", spec)
+    assert cli("resume", "hi", "--trials", "1").code == 0
+    after = _load(studies, "hi")
+    assert sum(t.state in FINISHED for t in after.trials) == 2
+    assert after.user_attrs["automl:spec"]["trials"] == 2

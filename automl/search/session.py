@@ -65,6 +65,9 @@ class Session:
     started: float = field(default_factory=time.time)
     #: What one epoch was measured on, when it was (``spec.epoch_s`` holds the seconds).
     epoch_measure: str | None = None
+    #: The stored target a resume read when it was planned (None for a new search): if the
+    #: stored one differs when the spec is written, another resume raised it meanwhile.
+    read_target: int | None = None
 
 
 def _absolute(paths: list[str]) -> list[str]:
@@ -212,6 +215,7 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
         warnings.append(f"plugin {spec.plugin} is version {resolved.plugin.version}, "
                         f"the study was made with {spec.plugin_version}")
     finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    read_target = spec.trials
     if more is not None:
         spec.trials = finished + more
     if workers is not None:
@@ -228,7 +232,7 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
     if warm:
         chosen.warm_up([make_runner.__module__])
     session = Session(ref, spec, registry, resolved, bundle, metric, chosen, warnings=warnings,
-                      started=time.time() if started is None else started)
+                      started=time.time() if started is None else started, read_target=read_target)
     objective = _objective(session)
     if objective.space_fingerprint() != spec.space_hash:
         if not force:
@@ -275,7 +279,7 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
     study = session.ref.load()
     lock = claim_lock(study._storage, session.ref.dir)
     if owner:
-        _store_spec(study, spec, lock)
+        _store_spec(study, spec, lock, session.read_target)
     session.requeued = recover(study, lock)
     started = time.time()
     snap = snapshot(study, spec.trials, started)
@@ -292,14 +296,17 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
         return _run_until_done(session, study, job, own, on_progress, poll_s, owner)
 
 
-def _store_spec(study: optuna.Study, spec: StudySpec, lock: Any) -> None:
-    """Store the owner's spec (a resume may change the target, workers, backend, budget),
-    under the claim lock and never lowering the target: another resume may have raised it
-    since this one was planned (``resume --trials`` only ever adds trials), and writing the
-    planned spec back would undo that raise."""
+def _store_spec(study: optuna.Study, spec: StudySpec, lock: Any, read_target: int | None) -> None:
+    """Store the owner's spec (a resume may change the target, workers, backend, budget)
+    under the claim lock, compare-and-set on the target: if the stored target is no longer
+    the one this resume read when it was planned, another resume raised it meanwhile
+    (``resume --trials`` only ever adds trials) and writing the planned spec back would undo
+    that raise, so the higher one is kept. A target this resume read is replaced as planned:
+    ``resume --trials N`` runs N more even after a search that stored a higher target."""
     with lock:
         stored = study._storage.get_study_user_attrs(study._study_id).get(SPEC_KEY) or {}
-        spec.trials = max(spec.trials, int(stored.get("trials", 0)))
+        if read_target is not None and int(stored.get("trials", read_target)) != read_target:
+            spec.trials = max(spec.trials, int(stored["trials"]))
         study.set_user_attr(SPEC_KEY, spec.to_json())
 
 
