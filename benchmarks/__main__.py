@@ -27,6 +27,7 @@ SECTIONS = {
     "ray": "benchmarks.bench_ray",
     "chaos": "benchmarks.bench_chaos",
     "accuracy": "benchmarks.bench_accuracy",
+    "quality": "benchmarks.bench_quality",
 }
 NEEDS_RAY = {"ray"}
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -146,8 +146,44 @@ def _chaos(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _spread(s: dict[str, Any] | None) -> str:
+    return "-" if s is None else f"{s['mean']:.4f} ({s['min']:.4f}..{s['max']:.4f})"
+
+
+def _quality(r: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    budget = f"{len(r['seeds'])} seeds, --timeout {r['timeout_s']} --workers {r['workers']} (load {r['load_avg_1m']})"
+    for row in r["rows"]:
+        where = f"{row['plugin']}/{row['dataset']}"
+        failed = [x for x in row["runs"] if "error" in x]
+        if "best" not in row:
+            out.append(("quality", where, "failed", "; ".join(str(x["error"]) for x in failed), "", "**no**"))
+            continue
+        bases = ", ".join(f"{n} {_spread(s)}" for n, s in row["baselines"].items()) or "no baseline rows"
+        out.append(("quality", f"{where}: test {row['metric']}, best single / ensemble",
+                    f"{_spread(row['best'])} / {_spread(row['ensemble'])}", f"{bases}; {budget}",
+                    "ensemble >= best single", _yes(row.get("ensemble_at_least_best"))))
+        if "vs_strong" in row:
+            out.append(("quality", f"{where}: vs {row['strong']}", "-", row["vs_strong"], "", "**no**"))
+        else:
+            goal = f"mean {'>=' if row['direction'] != 'minimize' else '<='} {row['strong']}"
+            met = row["beats_strong_final"]
+            if "goal_mean" in row:
+                goal += f", >= {row['goal_mean']}, above it on every seed"
+                met = met and row["meets_goal_mean"] and row["every_seed"]
+            if "popular_ratio" in row:
+                goal += f", >= {row['popular_goal']}x most-popular (now {row['popular_ratio']}x)"
+                met = met and row["popular_ratio"] >= row["popular_goal"]
+            out.append(("quality", f"{where}: what the search hands back vs {row['strong']}",
+                        _spread(row["final"]), f"{row['strong']} {_spread(row['baselines'][row['strong']])}",
+                        goal, _yes(met)))
+        if failed:
+            out.append(("quality", f"{where}: failed runs", str(len(failed)), str(failed[0]["error"]), "0", "**no**"))
+    return out
+
+
 FORMATTERS = {"cli": _cli, "engine": _engine, "trainer": _trainer, "accuracy": _accuracy, "scaling": _scaling,
-              "pruning": _pruning, "storage": _storage, "ray": _ray, "chaos": _chaos}
+              "pruning": _pruning, "storage": _storage, "ray": _ray, "chaos": _chaos, "quality": _quality}
 
 
 def table(results: dict[str, Any]) -> str:

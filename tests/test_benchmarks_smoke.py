@@ -57,3 +57,25 @@ def test_runner_rejects_unknown_section():
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "nope"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "unknown section(s) nope" in proc.stderr
+
+
+def test_quality_summary_judges_the_search_against_the_strong_baseline():
+    from benchmarks._report import table
+    from benchmarks.bench_quality import CASES, _summary
+
+    def run(seed, best, ens, svc):
+        return {"seed": seed, "metric": "accuracy", "direction": "maximize", "best": best, "ensemble": ens,
+                "baselines": {"svc": svc, "linear": 0.9}, "members": 3, "trials": 20, "wall_s": 100.0}
+
+    digits = CASES[0]
+    row = _summary(digits, [run(0, 0.990, 0.994, 0.989), run(1, 0.992, 0.996, 0.990), run(2, 0.991, 0.995, 0.996)])
+    assert row["final"]["mean"] == 0.995 and row["ensemble_at_least_best"] and row["meets_goal_mean"]
+    assert row["beats_strong_final"] and not row["every_seed"]  # seed 2: 0.995 < svc 0.996
+    reg = _summary({"plugin": "tabular", "dataset": "diabetes", "strong": "gradient_boosting"},
+                   [dict(run(0, 55.0, 53.0, 0), direction="minimize", metric="rmse",
+                         baselines={"gradient_boosting": 54.0})])
+    assert reg["beats_strong_final"] and reg["ensemble_at_least_best"]
+    text = table({"sections": {"quality": {"seeds": [0, 1, 2], "timeout_s": 120, "workers": 2, "load_avg_1m": 1.0,
+                                           "rows": [row, reg]}}})
+    assert "| quality | vision/digits: what the search hands back vs svc | 0.9950 (0.9940..0.9960) |" in text
+    assert "above it on every seed | **no** |" in text
