@@ -56,3 +56,24 @@ def test_trial_timeout_cuts_one_trial_at_an_epoch_end(cli, studies, monkeypatch)
         run = t.user_attrs["run"]
         assert t.state == TrialState.COMPLETE and run["cut"] == "trial-timeout"
         assert 1 <= run["epochs_run"] < 6 and len(t.intermediate_values) == run["epochs_run"]
+
+
+def test_baselines_take_at_most_their_share_of_the_budget(cli, studies, monkeypatch):
+    """Under --timeout the baselines fit in a child process stopped at their share (10 %) of
+    the budget: the one that sleeps past it is recorded as not fitted, the quick one is kept
+    with its stored predictions, and the search goes on. Without a budget both are fitted."""
+    monkeypatch.setenv("TINYPLUG_BASELINES", "1")
+    monkeypatch.setenv("TINYPLUG_BASELINE_SLEEP", "30")
+    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--timeout", "20", "--study", "bshare")
+    assert r.code == 0, r.err
+    rows = optuna.load_study(study_name="bshare", storage=f"sqlite:///{studies / 'bshare' / 'study.db'}") \
+        .user_attrs["automl:baselines"]
+    assert rows["mean"]["predictions"] and "val" in rows["mean"]
+    assert "over its share of the time budget (2 s of --timeout 20)" in rows["sleepy"]["error"]
+    assert (studies / "bshare" / "baselines" / "mean" / "predictions.npz").exists()
+    assert "sleepy: failed: not fitted" in r.out  # shown in the leaderboard, and the command ended
+    monkeypatch.setenv("TINYPLUG_BASELINE_SLEEP", "0")
+    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--trials", "1", "--study", "bfull")
+    rows = optuna.load_study(study_name="bfull", storage=f"sqlite:///{studies / 'bfull' / 'study.db'}") \
+        .user_attrs["automl:baselines"]
+    assert r.code == 0 and set(rows) == {"mean", "sleepy"} and all("error" not in v for v in rows.values())

@@ -25,6 +25,7 @@ from automl.backends import get_backend
 from automl.backends.base import Backend, Job, Outcome, Snapshot, StopSignals, snapshot
 from automl.errors import UserError
 from automl.plugins import Registry, listener_names, load_registry
+from automl.search.baselines import fit_baselines
 from automl.search.finalize import finalize  # noqa: F401 - the session's last step, re-exported
 from automl.search.objective import Objective, make_pruner, make_runner, make_sampler
 from automl.study.datasets import fingerprint, load_data
@@ -45,7 +46,7 @@ from automl.study.store import (
     quiet_optuna,
     spec_of,
 )
-from automl.types import Baseline, DataBundle, Metric
+from automl.types import DataBundle, Metric
 
 
 @dataclass
@@ -164,26 +165,12 @@ def create_study(session: Session) -> optuna.Study:
         study.set_user_attr(SUMMARY_KEY, json.loads(json.dumps(session.bundle.summary, default=str)))
         baselines = list(session.resolved.plugin.baselines.values())
         if baselines:
-            study.set_user_attr(BASELINE_KEY, fit_baselines(baselines, session.bundle, session.metric))
+            study.set_user_attr(BASELINE_KEY, fit_baselines(baselines, session.bundle, session.metric,
+                                                              spec, session.ref.dir))
     except BaseException:
         delete(session.ref)
         raise
     return study
-
-
-def fit_baselines(baselines: list[Baseline], bundle: DataBundle, metric: Metric) -> dict[str, dict[str, Any]]:
-    """Fit every baseline that fits the task; one that fails is recorded with its error."""
-    results: dict[str, dict[str, Any]] = {}
-    for baseline in baselines:
-        if bundle.info.task not in baseline.tasks:
-            continue
-        try:
-            scores = baseline.fit(bundle, metric)
-            results[baseline.name] = {"val": float(scores["val"]), "test": float(scores["test"]),
-                                      "description": baseline.description}
-        except Exception as exc:  # noqa: BLE001 - a baseline never stops a search
-            results[baseline.name] = {"error": f"{type(exc).__name__}: {exc}"}
-    return results
 
 
 def plan_resume(name: str, more: int | None = None, force: bool = False,

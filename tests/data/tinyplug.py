@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl import DataBundle, DataInfo, Dataset, Metric, Option, PluginInfo, SearchSpace, Split, hookimpl, metrics
+from automl import Baseline, DataBundle, DataInfo, Dataset, Metric, Option, PluginInfo, SearchSpace, Split, hookimpl, metrics
 from automl.data import three_way_split
 from automl.training import suggest_training
 
@@ -208,3 +208,25 @@ def register_metrics(register):
     register(metrics.R2)
     register(metrics.ACCURACY)
     register(Metric("onearg", "maximize", ALL, one_argument_metric, "wrong signature on purpose"))
+
+
+def fit_mean(data, metric):
+    """Predicts the train split's mean target (regression); its predictions are stored."""
+    mean = float(data.train.targets.float().mean())
+    val, test = np.full(len(data.val.targets), mean), np.full(len(data.test.targets), mean)
+    return {"val": metric.fn(data.val.targets.numpy(), val), "test": metric.fn(data.test.targets.numpy(), test),
+            "val_pred": val, "test_pred": test}
+
+
+def fit_sleepy(data, metric):
+    """Sleeps ``TINYPLUG_BASELINE_SLEEP`` seconds first: a baseline slower than its share of a budget."""
+    time.sleep(float(os.environ.get("TINYPLUG_BASELINE_SLEEP", "0")))
+    return fit_mean(data, metric)
+
+
+@hookimpl
+def register_baselines(register):
+    # Only on request: most core tests want no baseline rows in their leaderboards.
+    if os.environ.get("TINYPLUG_BASELINES"):
+        register(Baseline("mean", ("regression",), fit_mean, "the train mean"))
+        register(Baseline("sleepy", ("regression",), fit_sleepy, "the train mean, after a sleep"))
