@@ -28,6 +28,7 @@ SECTIONS = {
     "chaos": "benchmarks.bench_chaos",
     "accuracy": "benchmarks.bench_accuracy",
     "quality": "benchmarks.bench_quality",
+    "budget": "benchmarks.bench_budget",
 }
 NEEDS_RAY = {"ray"}
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

@@ -182,8 +182,33 @@ def _quality(r: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _budget(r: dict[str, Any]) -> list[Row]:
+    a, u, d = r["aware"], r["unaware"], r["digits"]
+    if "error" in a or "error" in u:
+        return [("budget", "mnist search", "failed", str(a.get("error") or u.get("error")), "", "**no**")]
+    size = f"{r['n_train']}/{r['n_test']} MNIST-format images"
+    rows: list[Row] = [
+        ("budget", f"--timeout {r['budget_s']:g} --workers 2, {size}: wall clock of the command",
+         f"{a['wall_s']} s ({round(a['wall_s'] / u['wall_s'], 3)}x unaware)",
+         f"unaware {u['wall_s']} s (load {r['load_avg_1m']})",
+         f"<= {r['budget_s'] * 1.1:g} s", _yes(r["aware_within"])),
+        ("budget", "trials that trained an epoch (cut by the budget)", f"{a['trained_an_epoch']} ({a['cut']} cut)",
+         f"unaware {u['trained_an_epoch']}", ">= 8", _yes(r["aware_trials_ok"])),
+        ("budget", "best model's test accuracy", f"{a['best_test'] or 0:.4f}", f"unaware {u['best_test'] or 0:.4f}",
+         ">= unaware", _yes(r.get("aware_at_least_unaware"))),
+    ]
+    if "error" in d:
+        rows.append(("budget", "digits --timeout", "failed", str(d["error"]), "", "**no**"))
+    else:
+        rows.append(("budget", f"digits --timeout {r['digits_budget_s']:g}: wall clock, test accuracy",
+                     f"{d['wall_s']} s, {d['best_test'] or 0:.4f}", f"{d['trained_an_epoch']} trials trained",
+                     f"<= {r['digits_budget_s'] * 1.1:g} s, >= 0.97", _yes(r["digits_ok"])))
+    return rows
+
+
 FORMATTERS = {"cli": _cli, "engine": _engine, "trainer": _trainer, "accuracy": _accuracy, "scaling": _scaling,
-              "pruning": _pruning, "storage": _storage, "ray": _ray, "chaos": _chaos, "quality": _quality}
+              "pruning": _pruning, "storage": _storage, "ray": _ray, "chaos": _chaos, "quality": _quality,
+              "budget": _budget}
 
 
 def table(results: dict[str, Any]) -> str:
