@@ -17,13 +17,15 @@ def _trials(studies: Path, name: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_the_budget_cuts_running_trials_which_keep_their_best_epoch(cli, studies, monkeypatch):
-    # Every trial is cut, whatever the machine's load: an epoch (4 batches of 0.75 s sleep) is
-    # ~3 s, one trial's share of the budget is (20 - 3 reserve) * 2 workers / 8 = 4.25 s, and a
+    # Every trial is cut, whatever the machine's load: an epoch (4 batches of 0.375 s sleep) is
+    # ~1.5 s, one trial's share of the budget is (20 - 3 reserve) * 1 worker / 8 = 2.1 s, and a
     # trial runs at least 2 epochs, so each is cut inside its second epoch and keeps the first.
-    # (With 1 s epochs the search fitted whole trials into the budget when the machine was
-    # loaded, and nothing was left running to cut: a timing assumption, not a product bug.)
-    monkeypatch.setenv("TINYPLUG_DELAY", "0.75")
-    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--space", "slow", "--workers", "2",
+    # (With 1 s epochs and 2 workers the search fitted whole trials into the budget when the
+    # machine was loaded, and nothing was left running to cut: a timing assumption, not a
+    # product bug. One worker and short epochs also leave the most of the budget for trials
+    # when a loaded machine makes start-up slow.)
+    monkeypatch.setenv("TINYPLUG_DELAY", "0.375")
+    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--space", "slow", "--workers", "1",
             "--timeout", "20", "--study", "budget")
     assert r.code == 0, r.err
     assert "as many trials as the budget allows" in r.out and "budget 20 s" in r.out
@@ -77,3 +79,25 @@ def test_baselines_take_at_most_their_share_of_the_budget(cli, studies, monkeypa
     rows = optuna.load_study(study_name="bfull", storage=f"sqlite:///{studies / 'bfull' / 'study.db'}") \
         .user_attrs["automl:baselines"]
     assert r.code == 0 and set(rows) == {"mean", "sleepy"} and all("error" not in v for v in rows.values())
+
+
+def test_the_speed_probe_times_batches_after_the_first_one():
+    """A slow first batch (start-up on a loaded machine) does not get a fast configuration
+    pruned as too slow; a configuration whose every batch is slow is pruned after a few."""
+    import time
+
+    import pytest
+
+    from automl.search.objective import _SpeedProbe
+
+    probe = _SpeedProbe(time.time() + 4.0, rows=20 * 32, batch_size=32)  # 20 batches per epoch
+    time.sleep(2.5)  # the first batch: one-off costs
+    probe.batch_done()
+    for _ in range(_SpeedProbe.BATCHES + 2):
+        time.sleep(0.01)
+        probe.batch_done()  # ~0.2 s per epoch from here: not pruned
+    slow = _SpeedProbe(time.time() + 2.0, rows=20 * 32, batch_size=32)
+    with pytest.raises(optuna.TrialPruned, match="too slow for the time budget"):
+        for _ in range(_SpeedProbe.BATCHES + 1):
+            time.sleep(0.2)  # ~4 s per epoch against 2 s left
+            slow.batch_done()

@@ -17,6 +17,7 @@ a trial's, without pickle.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -62,8 +63,12 @@ def fit_baselines(baselines: list[Baseline], bundle: DataBundle, metric: Metric,
 def _fit_in_child(todo: list[Baseline], spec: StudySpec, study_dir: Path | None, seconds: float) -> dict[str, Any]:
     ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
     receive, send = ctx.Pipe(duplex=False)
+    # A fork server's children start with the environment and folder the server had when it
+    # started; the child takes this process's (as a trial worker does), which plugins may read.
+    where = (dict(os.environ), os.getcwd())
     proc = ctx.Process(target=_child, name="automl-baselines", daemon=True,
-                       args=(spec.to_json(), [b.name for b in todo], str(study_dir) if study_dir else None, send))
+                       args=(spec.to_json(), [b.name for b in todo], str(study_dir) if study_dir else None, send,
+                             where))
     results: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + seconds
     proc.start()
@@ -92,7 +97,8 @@ def _fit_in_child(todo: list[Baseline], spec: StudySpec, study_dir: Path | None,
     return {b.name: results[b.name] for b in todo}
 
 
-def _child(spec_json: dict[str, Any], names: list[str], study_dir: str | None, send: Any) -> None:
+def _child(spec_json: dict[str, Any], names: list[str], study_dir: str | None, send: Any,
+           where: tuple[dict[str, str], str]) -> None:
     """The baseline process: loads the plugin and the data as a trial worker does (the same
     spec and seed give the same split), fits the baselines in order, sends each row as it is done."""
     from automl.plugins import load_registry
@@ -100,6 +106,10 @@ def _child(spec_json: dict[str, Any], names: list[str], study_dir: str | None, s
     from automl.study.resolve import check_task_fit, resolve
     from automl.study.store import quiet_optuna
 
+    env, cwd = where
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
     quiet_optuna()
     spec = StudySpec.from_json(spec_json)
     registry = load_registry(spec.plugin_paths, only={spec.plugin})

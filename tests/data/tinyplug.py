@@ -18,7 +18,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl import Baseline, DataBundle, DataInfo, Dataset, Metric, Option, PluginInfo, SearchSpace, Split, hookimpl, metrics
+from automl import (
+    Baseline,
+    DataBundle,
+    DataInfo,
+    Dataset,
+    Metric,
+    Option,
+    PluginInfo,
+    SearchSpace,
+    Split,
+    hookimpl,
+    metrics,
+)
 from automl.data import three_way_split
 from automl.training import suggest_training
 
