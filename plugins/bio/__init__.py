@@ -13,14 +13,19 @@ the 20 amino acids + XBZUO). An invalid character is an error naming the record.
 
 Spaces: ``cnn`` (DeepBind / Basset), ``cnn_rnn`` (convolutions then a bi-GRU), ``transformer``
 (a small encoder over k-mer tokens, k searched). The length (pad / crop) is searched by every
-space; reverse-complement augmentation (DNA / RNA) and a class-weighted loss are searched
-training options. Metrics: ``auroc`` (default), ``auprc``, ``mcc``, ``balanced_accuracy``.
+torch space, and for DNA / RNA reverse-complement averaging of the outputs (``rc_average``);
+reverse-complement augmentation (DNA / RNA) and a class-weighted loss are searched training
+options. ``kmer``: k-mer counts (k searched, with the reverse complement's k-mers as a choice)
+and logistic regression, scikit-learn (an :class:`automl.ArrayModel`, saved with skops).
+Metrics: ``auroc`` (default), ``auprc``, ``mcc``, ``balanced_accuracy``.
+Baseline: ``kmer_logreg``, k-mer counts of both strands and logistic regression, ``k`` and
+``C`` chosen by 5-fold cross-validation on train.
 """
 
 from __future__ import annotations
 
-from automl import Dataset, Option, PluginInfo, SearchSpace, hookimpl, metrics
-from automl_plugins.bio import _data, _spaces
+from automl import Baseline, Dataset, Option, PluginInfo, SearchSpace, hookimpl, metrics
+from automl_plugins.bio import _data, _kmer, _spaces
 from automl_plugins.bio._predict import predict_sequences
 
 CLS = ("classification",)
@@ -60,6 +65,9 @@ def register_spaces(register) -> None:
     register(SearchSpace(name="transformer", define=_spaces.define_transformer,
                          build=_spaces.build_transformer,
                          description="small transformer encoder over overlapping k-mer tokens", **common))
+    register(SearchSpace(name="kmer", tasks=CLS, define=_kmer.define_kmer, build=_kmer.build_kmer,
+                         train=_kmer.train_none, starts=_kmer.STARTS,
+                         description="k-mer counts (both strands) and logistic regression (scikit-learn)"))
 
 
 @hookimpl
@@ -68,3 +76,10 @@ def register_metrics(register) -> None:
     register(metrics.AUPRC)
     register(metrics.MCC)
     register(metrics.BALANCED_ACCURACY)
+
+
+@hookimpl
+def register_baselines(register) -> None:
+    register(Baseline(name="kmer_logreg", tasks=CLS, fit=_kmer.fit_kmer_logreg,
+                      description="k-mer counts of both strands + logistic regression (k 3-6 and C by 5-fold "
+                                  "CV on train)"))

@@ -5,7 +5,8 @@ headers are ignored), anything else as a CSV with a header whose sequence column
 study's ``sequence_column`` option (``sequence`` by default; ``--option
 sequence_column=...``) and whose ``id`` column, if any, names the rows. Residues are encoded
 with the study's alphabet (an invalid one is an error naming the record) and cropped or
-padded to the model's length with its crop mode, exactly as in training.
+padded to the model's length with its crop mode, exactly as in training (the ``kmer``
+space's model reads whole sequences).
 """
 
 from __future__ import annotations
@@ -41,5 +42,6 @@ def predict_sequences(model: nn.Module, path: str, ctx: PredictContext) -> Predi
     ids = [rid for rid, _ in records]
     tokens, _ = encode(ids, [seq for _, seq in records], alphabet, p.name)
     model_cfg = ctx.config["model"]
-    tokens = crop_tokens(tokens, int(model_cfg["max_len"]), model_cfg["crop"])
+    if "max_len" in model_cfg:  # the torch spaces' length; the kmer space reads whole sequences
+        tokens = crop_tokens(tokens, int(model_cfg["max_len"]), model_cfg["crop"])
     return predict_rows(model, tokens, ids, ctx, {"records": len(records)})

@@ -6,6 +6,12 @@ length), and the ``crop`` mode (keep the ``start``, the ``center`` or the ``end`
 sequences); :func:`prepare` applies them. Training adds ``class_weighted`` (inverse class
 frequency weights in the cross-entropy) and, for DNA and RNA, ``rc_augment``: each training
 sequence is replaced by its reverse complement with probability 1/2 (see :func:`step`).
+
+For DNA and RNA every space also searches ``rc_average`` (see :class:`RCAverage`): ``off``;
+``predict``, the model's outputs on a sequence and on its reverse complement are averaged
+when it predicts (after training as usual: test-time augmentation over the two strands);
+``always``, averaged in training too (a "conjoined" model whose output is the same on both
+strands).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from automl.training import suggest_training
 from automl_plugins.bio._data import COMPLEMENT
 
 CROPS = ("start", "center", "end")
+RC_AVERAGE = ("off", "predict", "always")
 
 
 def crop_tokens(tokens: torch.Tensor, max_len: int, mode: str) -> torch.Tensor:
@@ -53,8 +60,12 @@ def prepare(data: DataBundle, config: dict[str, Any]) -> DataBundle:
 
 
 def _length(trial, info: DataInfo) -> dict[str, Any]:
-    return {"max_len": trial.suggest_categorical("max_len", list(info.extra["length_choices"])),
-            "crop": trial.suggest_categorical("crop", list(CROPS))}
+    """The length and crop every space searches, and ``rc_average`` for DNA / RNA."""
+    cfg = {"max_len": trial.suggest_categorical("max_len", list(info.extra["length_choices"])),
+           "crop": trial.suggest_categorical("crop", list(CROPS))}
+    if info.extra.get("alphabet") in COMPLEMENT:
+        cfg["rc_average"] = trial.suggest_categorical("rc_average", list(RC_AVERAGE))
+    return cfg
 
 
 class OneHot(nn.Module):
@@ -162,8 +173,8 @@ def define_cnn(trial, info: DataInfo) -> dict[str, Any]:
 
 def build_cnn(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
     """Build :class:`MotifCNN` for the alphabet and classes."""
-    return MotifCNN(info.extra["vocab"], info.num_classes, cfg["filters"], cfg["kernel"], cfg["blocks"],
-                    cfg["hidden"], cfg["dropout"])
+    return strands(MotifCNN(info.extra["vocab"], info.num_classes, cfg["filters"], cfg["kernel"], cfg["blocks"],
+                            cfg["hidden"], cfg["dropout"]), cfg, info)
 
 
 def define_cnn_rnn(trial, info: DataInfo) -> dict[str, Any]:
@@ -178,8 +189,8 @@ def define_cnn_rnn(trial, info: DataInfo) -> dict[str, Any]:
 
 def build_cnn_rnn(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
     """Build :class:`ConvGRU` for the alphabet and classes."""
-    return ConvGRU(info.extra["vocab"], info.num_classes, cfg["filters"], cfg["kernel"], cfg["pool"],
-                   cfg["hidden"], cfg["dropout"])
+    return strands(ConvGRU(info.extra["vocab"], info.num_classes, cfg["filters"], cfg["kernel"], cfg["pool"],
+                           cfg["hidden"], cfg["dropout"]), cfg, info)
 
 
 def define_transformer(trial, info: DataInfo) -> dict[str, Any]:
@@ -195,8 +206,8 @@ def define_transformer(trial, info: DataInfo) -> dict[str, Any]:
 
 def build_transformer(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
     """Build :class:`KmerTransformer` for the alphabet, classes and length."""
-    return KmerTransformer(info.extra["vocab"], info.num_classes, cfg["k"], cfg["max_len"], cfg["dim"],
-                           cfg["heads"], cfg["layers"], cfg["dropout"])
+    return strands(KmerTransformer(info.extra["vocab"], info.num_classes, cfg["k"], cfg["max_len"], cfg["dim"],
+                                   cfg["heads"], cfg["layers"], cfg["dropout"]), cfg, info)
 
 
 def train_space(trial, info: DataInfo) -> dict[str, Any]:
@@ -211,11 +222,46 @@ def train_space(trial, info: DataInfo) -> dict[str, Any]:
 
 def reverse_complement(tokens: torch.Tensor, alphabet: str) -> torch.Tensor:
     """Reverse complement of right-padded nucleotide tokens; the result is right-padded too."""
-    comp = torch.tensor(COMPLEMENT[alphabet], device=tokens.device)[tokens]
+    return _reverse_complement(tokens, torch.tensor(COMPLEMENT[alphabet], device=tokens.device))
+
+
+def _reverse_complement(tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    comp = table[tokens]
     lengths = (tokens > 0).sum(dim=1, keepdim=True)
     idx = (lengths - 1 - torch.arange(tokens.shape[1], device=tokens.device)[None, :])
     out = comp.gather(1, idx.clamp(min=0))
     return torch.where(idx >= 0, out, torch.zeros_like(out))
+
+
+class RCAverage(nn.Module):
+    """Averages a model's outputs (logits) on a sequence and on its reverse complement.
+
+    ``mode`` is ``predict`` (averaged in eval mode only: the inner model trains as usual, and
+    predicts from both strands) or ``always`` (averaged in training too). The complement table
+    is a non-persistent buffer: the state dict is the inner model's, under ``inner.``.
+    """
+
+    def __init__(self, inner: nn.Module, alphabet: str, mode: str) -> None:
+        super().__init__()
+        if mode not in RC_AVERAGE[1:]:
+            raise ValueError(f"unknown rc_average {mode!r}; valid: {', '.join(RC_AVERAGE)}")
+        self.inner, self.mode = inner, mode
+        self.register_buffer("table", torch.tensor(COMPLEMENT[alphabet]), persistent=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.inner(tokens)
+        if self.mode == "always" or not self.training:
+            out = (out + self.inner(_reverse_complement(tokens, self.table))) / 2
+        return out
+
+
+def strands(model: nn.Module, cfg: dict[str, Any], info: DataInfo) -> nn.Module:
+    """``model`` wrapped in :class:`RCAverage` when the config's ``rc_average`` asks for it
+    (DNA / RNA only), else ``model`` itself."""
+    mode = cfg.get("rc_average", "off")
+    if mode == "off" or info.extra.get("alphabet") not in COMPLEMENT:
+        return model
+    return RCAverage(model, info.extra["alphabet"], mode)
 
 
 def step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, ctx: TrainContext) -> torch.Tensor:

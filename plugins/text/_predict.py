@@ -4,7 +4,8 @@ The texts are read from the column ``text_column`` (the study's option, ``text``
 override with ``--option text_column=...``), or one per line from a ``.txt`` file. Each row's
 id is its ``id`` column when the file has one, else its row number. Empty texts are skipped
 and counted. The vocabulary fitted on the study's train split (``state["tokenizer"]``)
-tokenises them exactly as in training.
+tokenises them exactly as in training; the ``tfidf`` space's model (an
+:class:`automl.ArrayModel`, which holds its own fitted vocabulary) gets the raw texts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 from automl import PredictContext, Predictions, UserError
 from automl.data import predict_rows
 from automl_plugins.text._data import _present, _read_rows
-from automl_plugins.text._tokens import MAX_CHARS, Tokenizer
+from automl_plugins.text._tokens import MAX_CHARS, Tokenizer, encode_texts
 
 
 def read_texts(path: Path, text_column: str) -> tuple[list[Any], list[str], int]:
@@ -49,13 +50,16 @@ def read_texts(path: Path, text_column: str) -> tuple[list[Any], list[str], int]
 def predict_texts(model: nn.Module, path: str, ctx: PredictContext) -> Predictions:
     """``Dataset.predict`` of the text datasets: classify the texts of a file."""
     tok_state = ctx.state.get("tokenizer")
-    if not tok_state:
+    raw = not isinstance(model, nn.Module)  # the tfidf model reads raw texts
+    if not raw and not tok_state:
         raise UserError("the model's preprocessing has no fitted vocabulary (state['tokenizer'])")
-    tok = Tokenizer(list(tok_state["vocab"]), int(tok_state["max_len"]), int(tok_state.get("word_ngrams", 1)),
-                    int(tok_state.get("char_ngrams", 0)))
     ids, texts, skipped = read_texts(Path(path), ctx.options.get("text_column") or "text")
     summary = {"texts": len(texts), "skipped rows (empty text)": skipped}
     if not texts:
         return Predictions([], summary)
+    if raw:
+        return predict_rows(model, encode_texts(texts), ids, ctx, summary)
+    tok = Tokenizer(list(tok_state["vocab"]), int(tok_state["max_len"]), int(tok_state.get("word_ngrams", 1)),
+                    int(tok_state.get("char_ngrams", 0)))
     tokens, lengths = tok.encode([t[:MAX_CHARS] for t in texts])
     return predict_rows(model, {"tokens": tokens, "lengths": lengths}, ids, ctx, summary)

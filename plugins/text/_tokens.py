@@ -101,10 +101,15 @@ def encode_texts(texts: list[str]) -> dict[str, torch.Tensor]:
     return {"utf8": torch.from_numpy(buf), "nbytes": torch.tensor([len(b) for b in raw], dtype=torch.long)}
 
 
+def texts_of(inputs: dict[str, torch.Tensor]) -> list[str]:
+    """The raw texts of inputs made by :func:`encode_texts` (what a loaded split holds)."""
+    buf, counts = inputs["utf8"].cpu().numpy(), inputs["nbytes"].cpu().tolist()
+    return [buf[i, :n].tobytes().decode("utf-8", errors="replace") for i, n in enumerate(counts)]
+
+
 def decode_texts(split: Split) -> list[str]:
     """The raw texts of a split loaded by this plugin."""
-    buf, counts = split.inputs["utf8"].cpu().numpy(), split.inputs["nbytes"].cpu().tolist()
-    return [buf[i, :n].tobytes().decode("utf-8", errors="replace") for i, n in enumerate(counts)]
+    return texts_of(split.inputs)
 
 
 def _cached(key: tuple, data: DataBundle, make):
