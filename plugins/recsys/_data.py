@@ -123,7 +123,7 @@ def read_interactions(path: str | Path) -> Interactions:
 
 
 def synthetic_interactions(n_users: int = 600, n_items: int = 300, rank: int = 8,
-                           seed: int = 20240607) -> Interactions:
+                           seed: int = 20240607, order_seed: int | None = None) -> Interactions:
     """Deterministic interactions from a low-rank user-item model with popularity skew.
 
     - Users and items get ``rank``-dimensional Gaussian factors; the affinity of user *u*
@@ -133,8 +133,15 @@ def synthetic_interactions(n_users: int = 600, n_items: int = 300, rank: int = 8
     - Each user consumes ``8 + Poisson(12)`` distinct items, drawn without replacement
       with probability proportional to ``exp(2.5 * affinity + popularity)`` (Gumbel top-k,
       which is the noise). Consumption order (the timestamps) is random, so the last item
-      of a user is a fresh draw from the same preferences.
+      of a user is a fresh draw from the same preferences. ``order_seed`` (the study's
+      seed, see :func:`load_synthetic`) redraws that order, and nothing else: the same
+      interactions, another item of each user held out by ``leave_last_out``.
     - The explicit rating is ``clip(round(3 + 1.2 * z(affinity) + N(0, 0.5)), 1, 5)``.
+
+    How much of this a model can learn (measured for the defaults, ``leave_last_out``, NDCG@10
+    on test, seed 0): ranking by the true logits 0.47; the true popularity alone 0.08 (what
+    ``most_popular`` gets); random 0.01. The gap between the last two and the first is the
+    personal signal a recommender must find.
     """
     rng = np.random.default_rng(seed)
     user_f = rng.normal(size=(n_users, rank))
@@ -156,7 +163,13 @@ def synthetic_interactions(n_users: int = 600, n_items: int = 300, rank: int = 8
             ratings.append(float(np.clip(np.round(3 + 1.2 * z[u, i] + rng.normal(0, 0.5)), 1, 5)))
             times.append(float(clock))
             clock += 1
-    return Interactions(np.array(users), np.array(items), np.array(ratings), np.array(times, dtype=np.float64))
+    users_arr, times_arr = np.array(users), np.array(times, dtype=np.float64)
+    if order_seed is not None:  # each user's rows keep their own time stamps, in a new order
+        order_rng = np.random.default_rng([order_seed, seed])
+        starts = np.r_[0, np.cumsum(counts)]
+        for u in range(n_users):
+            times_arr[starts[u]:starts[u + 1]] = order_rng.permutation(times_arr[starts[u]:starts[u + 1]])
+    return Interactions(users_arr, np.array(items), np.array(ratings), times_arr)
 
 
 def leave_last_out(users: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -257,7 +270,9 @@ def load_ratings(path: Any, options: dict[str, Any], seed: int) -> DataBundle:
 
 def load_synthetic(path: Any, options: dict[str, Any], seed: int) -> DataBundle:
     """The built-in data (no download): see :func:`synthetic_interactions`. Implicit feedback
-    with a leave-last-out split by default, so the search is scored by NDCG@K."""
-    data = synthetic_interactions()
+    with a leave-last-out split by default, so the search is scored by NDCG@K. The study's
+    ``seed`` draws the consumption order, so each seed holds out other items (the
+    interactions themselves do not change)."""
+    data = synthetic_interactions(order_seed=seed)
     return build_bundle(data, implicit=bool(options["implicit"]), split=options["split"],
                         k=int(options["k"]), seed=seed, source="synthetic")
