@@ -42,6 +42,16 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 PROJECT = "automl"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+"""The decorator that marks a plugin's hook implementations::
+
+    from automl import hookimpl
+
+    @hookimpl
+    def register_metrics(register):
+        register(automl.metrics.ACCURACY)
+
+The function's name is the hook it implements (see :mod:`automl.hookspecs`); ``@hookimpl``
+takes pluggy's options (``tryfirst``, ``trylast``, ``wrapper``)."""
 
 
 @hookspec

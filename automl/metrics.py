@@ -57,6 +57,7 @@ def _classes(y_pred: np.ndarray) -> list[int]:
 
 
 def accuracy(y_true, y_pred) -> float:
+    """Fraction of examples whose most probable class is the true one."""
     # Scored after every epoch of every trial: plain numpy, not scikit-learn's accuracy_score
     # (the same number for 1-d labels, without ~1 ms of input validation per call).
     y_true, labels = np.asarray(y_true), _labels(y_pred)
@@ -66,14 +67,17 @@ def accuracy(y_true, y_pred) -> float:
 
 
 def balanced_accuracy(y_true, y_pred) -> float:
+    """Recall averaged over the classes (scikit-learn's ``balanced_accuracy_score``)."""
     return float(_skm().balanced_accuracy_score(y_true, _labels(y_pred)))
 
 
 def macro_f1(y_true, y_pred) -> float:
+    """F1 averaged over the classes, each weighing the same (0 for a class never predicted)."""
     return float(_skm().f1_score(y_true, _labels(y_pred), average="macro", zero_division=0))
 
 
 def top5_accuracy(y_true, y_pred) -> float:
+    """Fraction of examples whose true class is among the 5 most probable."""
     return float(_skm().top_k_accuracy_score(y_true, y_pred, k=5, labels=_classes(y_pred)))
 
 
@@ -103,10 +107,12 @@ def auprc(y_true, y_pred) -> float:
 
 
 def mcc(y_true, y_pred) -> float:
+    """Matthews correlation coefficient of the predicted classes (-1 to 1; 0 is chance)."""
     return float(_skm().matthews_corrcoef(y_true, _labels(y_pred)))
 
 
 def log_loss(y_true, y_pred) -> float:
+    """Cross-entropy of the class probabilities (clipped away from 0)."""
     return float(_skm().log_loss(y_true, np.clip(y_pred, 1e-7, 1.0), labels=_classes(y_pred)))
 
 
@@ -121,11 +127,13 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rmse(y_true, y_pred) -> float:
+    """Root mean squared error, in the target's units."""
     t, p = _pair(y_true, y_pred)
     return float(math.sqrt(np.mean((t - p) ** 2)))
 
 
 def mae(y_true, y_pred) -> float:
+    """Mean absolute error, in the target's units."""
     t, p = _pair(y_true, y_pred)
     return float(np.mean(np.abs(t - p)))
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 #: The task kinds core knows how to train and score. A dataset declares one; spaces and
 #: metrics declare the tasks they fit.
 TASKS = ("classification", "regression", "ranking")
+"""The task kinds core knows how to train and score: a :class:`Dataset` declares one, a
+:class:`SearchSpace` and a :class:`Metric` the tasks they fit."""
 DIRECTIONS = ("maximize", "minimize")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 
@@ -91,6 +93,7 @@ class DataInfo:
     target_std: float | None = None
 
     def replace(self, **changes: Any) -> DataInfo:
+        """A copy with ``changes`` applied: ``info.replace(num_classes=3)``."""
         return replace(self, **changes)
 
 
@@ -110,9 +113,11 @@ class Split:
         return int(self.targets.shape[0])
 
     def take(self, idx: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """The inputs and targets of the rows ``idx`` (one batch)."""
         return map_inputs(self.inputs, lambda t: t[idx]), self.targets[idx]
 
     def to(self, device: torch.device | str) -> Split:
+        """The split with every tensor moved to ``device``."""
         return Split(map_inputs(self.inputs, lambda t: t.to(device)), self.targets.to(device))
 
 
@@ -165,6 +170,7 @@ class DataBundle:
     evaluate: Callable[[nn.Module, str, torch.device], tuple[Any, Any]] | None = None
 
     def split(self, name: str) -> Split | StreamSplit:
+        """The split called ``name``: ``train``, ``val`` or ``test``."""
         if name not in ("train", "val", "test"):
             raise KeyError(name)
         return getattr(self, name)
@@ -244,13 +250,21 @@ class ArrayModel(Protocol):
     evaluates models its own way (ranking over a catalogue); an ``ArrayModel`` does not.
     """
 
-    def fit(self, train: Split, val: Split, info: DataInfo) -> None: ...
+    def fit(self, train: Split, val: Split, info: DataInfo) -> None:
+        """Train on ``train``; ``val`` is for the model's own early stopping only."""
+        ...
 
-    def predict(self, inputs: Any) -> np.ndarray: ...
+    def predict(self, inputs: Any) -> np.ndarray:
+        """``(N, C)`` class probabilities or ``(N,)`` values for the inputs of a split."""
+        ...
 
-    def save(self, folder: Path) -> None: ...
+    def save(self, folder: Path) -> None:
+        """Write the fitted model into the empty ``folder``, in its library's own format."""
+        ...
 
-    def load(self, folder: Path) -> None: ...
+    def load(self, folder: Path) -> None:
+        """Read what :meth:`save` wrote into this freshly built model."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,60 @@ def test_the_complete_example_plugin_passes_the_kit(tmp_path):
                                     "AUTOML_PLUGINS", "twine upload", "automl plugins new", "--log tensorboard"])
 def test_guide_covers_the_journey(needle):
     assert needle in GUIDE.read_text()
+
+
+#: The helper modules a plugin may import, each with an API page (docs/api/module-*.md);
+#: ``automl.metrics`` is also a name of ``automl`` (docs/api/metrics.md).
+HELPER_MODULES = ("training", "data", "testing", "types", "errors", "hookspecs", "pytest-plugin")
+
+
+def api_page(name: str) -> str:
+    """The docs/api page of a name of ``automl.__all__`` (without ``.md``)."""
+    return "version" if name == "__version__" else name
+
+
+def test_every_public_name_has_an_api_page_source():
+    import automl
+
+    api = ROOT / "docs" / "api"
+    missing = [n for n in automl.__all__ if not (api / f"{api_page(n)}.md").is_file()]
+    missing += [m for m in HELPER_MODULES if not (api / f"module-{m}.md").is_file()]
+    assert not missing, f"no page under docs/api/ for: {missing}"
+    nav = (ROOT / "mkdocs.yml").read_text()
+    assert all(f"api/{p.name}" in nav for p in api.glob("*.md")), "every API page is in mkdocs.yml's nav"
+
+
+def test_mkdocs_strict_build_documents_every_public_name(tmp_path):
+    """``mkdocs build --strict`` (what CI runs) passes, and the site has a page with the
+    docstring of every name in ``automl.__all__`` and of each helper module."""
+    import os
+    import subprocess
+    import sys
+
+    import automl
+
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install 'automl[docs]')")
+    pytest.importorskip("mkdocstrings", reason="mkdocstrings is not installed (pip install 'automl[docs]')")
+    site = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
+                           str(ROOT / "mkdocs.yml"), "--site-dir", str(site)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    def text_of(page: Path) -> str:
+        html = page.read_text()
+        article = html[html.index("<article"):html.index("</article>")]
+        return " ".join(re.sub(r"<[^>]+>", " ", article).split())
+
+    thin = []
+    for name in automl.__all__:
+        body = text_of(site / "api" / api_page(name) / "index.html")
+        if f"automl.{name}" not in body or len(body) < len(f"automl.{name}") + 40:
+            thin.append(name)  # a heading and no docstring
+    for module in HELPER_MODULES:
+        body = text_of(site / "api" / f"module-{module}" / "index.html")
+        if len(body) < 200:
+            thin.append(module)
+    assert not thin, f"API pages without a docstring: {thin}"
+    guide = text_of(site / "writing-plugins" / "index.html")
+    assert "predict_new" in guide and "three_way_split" in guide and "patience" in guide

@@ -40,7 +40,7 @@ def _probs(rows, names):
     return np.array([[float(r[f"p_{n}"]) for n in names] for r in rows])
 
 
-def test_tabular_round_trip_and_standalone_torchscript(studies, cli, tmp_path):
+def test_tabular_round_trip_and_standalone_program(studies, cli, tmp_path):
     from sklearn.datasets import load_iris
 
     from automl.data import three_way_split
@@ -49,9 +49,11 @@ def test_tabular_round_trip_and_standalone_torchscript(studies, cli, tmp_path):
     out = tmp_path / "export"
     r = cli("export", "tab", "--out", out)
     assert r.code == 0, r.err
-    for f in ("model.safetensors", "model.torchscript.pt", "config.json", "preprocessing.json",
+    for f in ("model.safetensors", "model.pt2", "config.json", "preprocessing.json",
               "reproducibility.json", "README.md"):
         assert (out / f).exists(), f
+    assert not (out / "model.torchscript.pt").exists(), "TorchScript (deprecated by torch) only with --torchscript"
+    assert "torch.export.load('model.pt2')" in (out / "README.md").read_text()
     record = json.loads((out / "reproducibility.json").read_text())
     assert record["seeds"]["study_seed"] == 0 and isinstance(record["seeds"]["trial_seed"], int)
     assert record["data"]["fingerprint"] == record["data"]["fingerprint_at_export"]
@@ -87,20 +89,34 @@ def test_tabular_round_trip_and_standalone_torchscript(studies, cli, tmp_path):
     r = cli("predict", "tab", "--data", data)  # from the study itself, CSV on stdout
     assert r.code == 0 and r.out.splitlines()[1].startswith(f"row{test_idx[0]},")
 
-    # TorchScript runs without automl: plain torch in an isolated interpreter
+    # The torch.export program runs without automl: plain torch in an isolated interpreter,
+    # where a deprecation warning on loading it is an error
     args = [test.inputs["num"], test.inputs["cat"]]
     torch.save({"args": args, "want": torch.from_numpy(want)}, tmp_path / "io.pt")
     code = ("import sys; sys.modules['automl'] = None; sys.modules['automl_plugins'] = None\n"
-            "import torch, warnings; warnings.simplefilter('ignore')\n"
-            "m = torch.jit.load('export/model.torchscript.pt')\n"
+            "import torch, warnings; warnings.simplefilter('error', FutureWarning)\n"
+            "warnings.simplefilter('error', DeprecationWarning)\n"
+            "m = torch.export.load('export/model.pt2').module()\n"
             "io = torch.load('io.pt', weights_only=True)\n"
             "got = torch.softmax(m(*io['args']), dim=-1)\n"
             "assert torch.allclose(got, io['want'], atol=1e-5), (got, io['want'])\n"
             "print('standalone ok', tuple(got.shape))\n")
-    proc = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run([sys.executable, "-I", "-W", "error::FutureWarning", "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "standalone ok" in proc.stdout
+
+    # TorchScript on request; predict runs from either portable file when the weights are gone
+    r = cli("export", "tab", "--out", tmp_path / "ts", "--torchscript")
+    assert r.code == 0 and (tmp_path / "ts" / "model.torchscript.pt").exists(), r.err
+    for folder, keep in ((out, "model.pt2"), (tmp_path / "ts", "model.torchscript.pt")):
+        (folder / "model.safetensors").unlink()
+        if keep == "model.torchscript.pt":
+            (folder / "model.pt2").unlink()
+        r = cli("predict", folder, "--data", data)
+        assert r.code == 0, (keep, r.err)
+        got = list(csv.DictReader(r.out.splitlines()))
+        assert np.allclose(_probs(got, names), want, atol=1e-5), keep
 
     # bad input: missing feature columns; unknown file
     bad = tmp_path / "bad.csv"

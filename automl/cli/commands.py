@@ -15,7 +15,7 @@ import time
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from automl.backends.base import StopSignals
 from automl.errors import UserError
@@ -27,10 +27,46 @@ from automl.study.spec import AS_MANY_AS_FIT, DEFAULT_TRIALS, StudySpec
 PIPED_WIDTH = 1000
 
 
+class _Console(Console):
+    """A console that decides its width each time it draws, from where its output goes now:
+    a terminal's own width, ``COLUMNS`` where set, else (a pipe, a file) no limit
+    (``PIPED_WIDTH``). Rich alone would take the width of whichever standard stream is a
+    terminal (stdout piped but stderr on a terminal: 80 columns), and only once."""
+
+    def _piped(self) -> bool:
+        stream = self.file
+        return not os.environ.get("COLUMNS") and not (hasattr(stream, "isatty") and stream.isatty())
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The width and height to draw at now (see the class)."""
+        if self._piped():
+            return ConsoleDimensions(PIPED_WIDTH, 25)
+        return Console.size.fget(self)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+    @property
+    def soft_wrap(self) -> bool:
+        """Whether printed text is left unbroken: as set, and always when piped."""
+        return self._soft_wrap or self._piped()
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:
+        self._soft_wrap = value
+
+
 def _console(stderr: bool = False) -> Console:
-    stream = sys.stderr if stderr else sys.stdout
-    wide = not os.environ.get("COLUMNS") and not (hasattr(stream, "isatty") and stream.isatty())
-    return Console(stderr=stderr, width=PIPED_WIDTH if wide else None, soft_wrap=wide)
+    return _Console(stderr=stderr)
+
+
+def table_width(target: Console | None = None) -> int | None:
+    """The width a table must fit: the terminal's (or ``COLUMNS``); ``None`` (no limit) when
+    the output is piped."""
+    width = (target or console).width
+    return None if width >= PIPED_WIDTH else width
 
 
 console = _console()
@@ -38,21 +74,27 @@ err_console = _console(stderr=True)
 
 
 class Fmt(str, enum.Enum):
+    """``--format`` of ``automl leaderboard``."""
+
     table = "table"
     json = "json"
     csv = "csv"
 
 
 class ListFmt(str, enum.Enum):
+    """``--format`` of the listing commands (``studies``, ``plugins``, ``compare``, ``plugins check``)."""
+
     table = "table"
     json = "json"
+    csv = "csv"
 
 
 # Shared options, defined once.
 StudyArg = Annotated[str, typer.Argument(help="Study name (a folder under studies/).", show_default=False)]
 PluginPathOpt = Annotated[list[str], typer.Option("--plugin-path",
                                                   help="Load a plugin from a module or .py file (development).")]
-ListFormatOpt = Annotated[ListFmt, typer.Option("--format", help="Output format.")]
+ListFormatOpt = Annotated[ListFmt, typer.Option("--format", help="table, json or csv (json and csv: only the "
+                                                                 "data on standard output, no colour).")]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Trials run at once, each in its own process.")]
 
 app = typer.Typer(name="automl", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
@@ -88,7 +130,9 @@ HELP = {
                    "then it is recorded FAIL and the search goes on.",
     "max_epochs": "Cap every trial's epochs (quick smoke runs).",
     "backend": "local (worker processes) or ray (Ray Tune).",
-    "address": "Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT.",
+    "address": "Ray cluster to join: auto, HOST:PORT or ray://HOST:PORT (needs a PostgreSQL --storage).",
+    "artifacts": "Where trial models and predictions and the best model are stored for every machine: a folder all "
+                 "machines mount at the same path, or s3://BUCKET (default: the study folder only).",
     "cpus_per_trial": "CPUs reserved per trial (ray).",
     "gpus_per_trial": "GPUs per trial; fractions share a GPU (0.5 = 2 trials).",
     "gpus": "GPUs to use: auto, none, or indices like 0,1,3.",
@@ -122,6 +166,7 @@ def search(
     max_epochs: Annotated[int | None, typer.Option(help=HELP["max_epochs"])] = None,
     backend: Annotated[str, typer.Option(help=HELP["backend"])] = _D.backend,
     address: Annotated[str | None, typer.Option(help=HELP["address"])] = None,
+    artifacts: Annotated[str | None, typer.Option(help=HELP["artifacts"])] = None,
     cpus_per_trial: Annotated[float | None, typer.Option(help=HELP["cpus_per_trial"])] = None,
     gpus_per_trial: Annotated[float | None, typer.Option(help=HELP["gpus_per_trial"])] = None,
     gpus: Annotated[str, typer.Option(help=HELP["gpus"])] = _D.gpus,
@@ -142,7 +187,7 @@ def search(
         trials=trials if trials is not None else (AS_MANY_AS_FIT if timeout else DEFAULT_TRIALS),
         timeout=timeout, trial_timeout=trial_timeout, workers=workers, max_failures=max_failures,
         max_retries=max_retries, max_epochs=max_epochs, ensemble=ensemble, backend=backend,
-        address=address, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
+        address=address, artifacts=artifacts, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
         loggers=list(log or []), checkpoint_every_s=checkpoint_every, plugin_paths=list(plugin_path))
     # Until the study is created, Ctrl-C raises at once (nothing is written yet); from then on
     # it is recorded and acted on between steps, so it never leaves a half-written study.
@@ -200,7 +245,8 @@ def _run_and_report(session: Any, stop: Any, owner: bool = True) -> int:
         return _stopped_code(stop)
     if session.requeued:
         console.print(f"re-queued trials {', '.join(map(str, session.requeued))} (their runs did not finish)")
-    with render.SearchProgress(console, session.spec.trials, session.metric.name, started=session.started,
+    # Progress goes to stderr: standard output keeps only the results (the leaderboard).
+    with render.SearchProgress(err_console, session.spec.trials, session.metric.name, started=session.started,
                                budget_s=session.spec.timeout) as progress:
         outcome = search_session.run(session, on_progress=progress.update, stop=stop, owner=owner)
     if outcome.reason == "killed":  # a second Ctrl-C: out at once; resume recovers the trials
@@ -252,7 +298,7 @@ def _show_result(session: Any, best: dict | None) -> None:
     title = f"leaderboard of {session.ref.name}" + (f" (top 10 of {len(rows)})" if len(rows) > 10 else "")
     console.print(render.leaderboard_table(shown, metric=session.metric.name, direction=session.metric.direction,
                                            baselines=results.baselines(study), title=title,
-                                           ensemble=results.ensemble(study)))
+                                           ensemble=results.ensemble(study), width=table_width()))
     if best is None:
         console.print("[red]no trial completed[/]")
         return
@@ -335,15 +381,43 @@ def worker(
         return _run_and_report(session, stop, owner=False)
 
 
+def _pick(given: str | None, available: list[str], what: str,
+          aliases: dict[str, str] | None = None) -> list[str] | None:
+    """``--columns`` / ``--metrics``: comma-separated names (``all``: every one) as a list of
+    the available names, or ``None`` for the default; an unknown name is a user error."""
+    if given is None:
+        return None
+    names = [n.strip() for n in given.split(",") if n.strip()]
+    if names == ["all"]:
+        return list(available)
+    aliases = aliases or {}
+    out = []
+    for n in names:
+        key = n if n in available else aliases.get(n)
+        if key is None:
+            choices = ", ".join(sorted({*available, *aliases})) or "none"
+            raise UserError(f"unknown {what} {n!r}; choices: all, {choices}")
+        out.append(key)
+    return out
+
+
 @app.command()
 def leaderboard(
     name: StudyArg,
     top: Annotated[int | None, typer.Option(help="Show only the best K trials.")] = None,
-    format: Annotated[Fmt, typer.Option("--format", help="table, json or csv.")] = Fmt.table,
+    format: Annotated[Fmt, typer.Option("--format", help="table, json or csv (json and csv carry every "
+                                                         "parameter and metric).")] = Fmt.table,
     best: Annotated[bool, typer.Option("--best", help="Show the best trial in detail (params, confusion "
                                                       "matrix).")] = False,
+    columns: Annotated[str | None, typer.Option("--columns", help="Parameters to show, comma-separated "
+                                                "(e.g. width,depth,lr), or all (default: those that vary "
+                                                "across the study, the model's first).")] = None,
+    metrics: Annotated[str | None, typer.Option("--metrics", help="Validation metrics to show, "
+                                                "comma-separated, or all (default: all the trials "
+                                                "recorded).")] = None,
 ) -> None:
-    """Show a study's trials, best first."""
+    """Show a study's trials, best first: one line each, with every validation metric and
+    the parameters that vary."""
     from automl.output import render
     from automl.study import results, store
 
@@ -353,16 +427,25 @@ def leaderboard(
     study = ref.load()
     spec = store.spec_of(study)
     rows = results.leaderboard(study)
+    keys = render.param_order(rows)
+    params = _pick(columns, keys, "parameter in --columns",
+                   {k.split(".", 1)[1]: k for k in keys if "." in k})
+    shown_metrics = _pick(metrics, render.metric_names(rows, spec["metric"]), "metric in --metrics")
+    if shown_metrics is not None and spec["metric"] not in shown_metrics:
+        shown_metrics.insert(0, spec["metric"])
     rows = rows[:top] if top else rows
     if format == Fmt.json:
         sys.stdout.write(render.dump_json(rows) + "\n")
         return
     if format == Fmt.csv:
-        sys.stdout.write(render.rows_csv(rows))
+        sys.stdout.write(render.rows_csv(rows, spec["metric"]))
         return
+    total = len(results.leaderboard(study)) if top else len(rows)
+    title = f"leaderboard of {name}" + (f" (top {len(rows)} of {total})" if len(rows) < total else "")
     console.print(render.leaderboard_table(rows, metric=spec["metric"], direction=spec["direction"],
-                                           baselines=results.baselines(study), title=f"leaderboard of {name}",
-                                           ensemble=results.ensemble(study)))
+                                           baselines=results.baselines(study), title=title,
+                                           ensemble=results.ensemble(study), params=params,
+                                           metrics=shown_metrics, width=table_width()))
     detail = study.user_attrs.get(store.BEST_KEY)
     if best and detail:
         console.print(render.params_table(detail["params"], f"best trial {detail['number']}"))
@@ -385,6 +468,10 @@ def studies(format: ListFormatOpt = ListFmt.table) -> None:
             items.append({"name": ref.name, "storage": ref.url, "error": str(exc), "finished": 0, "target": 0})
     if format == ListFmt.json:
         sys.stdout.write(render.dump_json(items) + "\n")
+    elif format == ListFmt.csv:
+        columns = ["name", "plugin", "dataset", "metric", "direction", "complete", "finished", "target", "failed",
+                   "best_value", "storage", "error"]
+        sys.stdout.write(render.records_csv(items, columns))
     else:
         console.print(render.studies_table(items))
 
@@ -416,5 +503,7 @@ def plugins(
                                    "metric": p.info.default_metric} if p.info else {}})
     if format == ListFmt.json:
         sys.stdout.write(json.dumps(items, indent=2) + "\n")
+    elif format == ListFmt.csv:
+        sys.stdout.write(render.records_csv(items))
     else:
         console.print(render.plugins_table(items))

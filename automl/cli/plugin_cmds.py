@@ -75,6 +75,10 @@ def check(
     failed = sum(r.status == "fail" for r in results)
     if format == ListFmt.json:
         sys.stdout.write(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    elif format == ListFmt.csv:
+        from automl.output.render import records_csv
+
+        sys.stdout.write(records_csv([asdict(r) for r in results]))
     else:
         table = Table(title=f"conformance of plugin {name}")
         for col, kw in (("check", {}), ("object", {"overflow": "fold"}), ("result", {}),

@@ -63,12 +63,15 @@ def export(
     single: Annotated[bool, typer.Option("--single", help="The best trial even where the study has an "
                                                           "ensemble.")] = False,
     onnx: Annotated[bool, typer.Option("--onnx", help="Also write ONNX (needs pip install 'automl[onnx]').")] = False,
+    torchscript: Annotated[bool, typer.Option("--torchscript", help="Also write TorchScript (deprecated by "
+                                                                    "torch; model.pt2 is written anyway).")] = False,
+    plugin_path: PluginPathOpt = [],
 ) -> None:
-    """Export the study's model (its ensemble where it has one): weights, TorchScript, config,
-    preprocessing, reproducibility record."""
+    """Export the study's model (its ensemble where it has one): weights, a torch.export
+    program (model.pt2), config, preprocessing, reproducibility record."""
     from automl.output.export import export as do_export
 
-    result = do_export(name, out, trial, onnx, single)
+    result = do_export(name, out, trial, onnx, single, torchscript, plugin_path)
     what = "the ensemble" if result["trial"] == "ensemble" else f"trial {result['trial']}"
     console.print(f"exported {what} of {name} to {result['dir']}: {', '.join(result['files'])}")
     for note in result["notes"]:
@@ -105,11 +108,13 @@ def predict(
     option: Annotated[list[str] | None, typer.Option("--option", help="Dataset option key=value (e.g. "
                                                                       "text_column=body).")] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.")] = 1024,
+    plugin_path: PluginPathOpt = [],
 ) -> None:
     """Predict on new data with the best (or an exported) model; writes CSV."""
     from automl.output.predict import run_predict
 
-    result, text = run_predict(source, data, trial=trial, options=option or [], out=out, batch_size=batch_size)
+    result, text = run_predict(source, data, trial=trial, options=option or [], out=out, batch_size=batch_size,
+                               plugin_paths=plugin_path)
     if out is None:
         sys.stdout.write(text)
     counts = ", ".join(f"{k}: {v}" for k, v in result.summary.items())
@@ -123,11 +128,14 @@ def compare(
 ) -> None:
     """Compare studies side by side: best values, trials, time, and how their specs differ."""
     from automl.output.compare import compare as do_compare
-    from automl.output.render import dump_json, fmt
+    from automl.output.render import dump_json, fmt, records_csv
 
     result = do_compare(names)
     if format == ListFmt.json:
         sys.stdout.write(dump_json(result) + "\n")
+        return
+    if format == ListFmt.csv:
+        sys.stdout.write(records_csv(result["studies"]))
         return
     table = Table(title="studies compared")
     table.add_column("")

@@ -22,6 +22,49 @@ from automl.types import DataInfo, Dataset, SearchSpace
 
 FORMAT, ENSEMBLE_FORMAT = "automl-export/1", "automl-ensemble/1"
 WEIGHTS, ARRAY_DIR = "model.safetensors", "model"
+#: The portable formats of an export folder, in the order :func:`load_portable` tries them.
+PORTABLE = ("model.pt2", "model.torchscript.pt")
+
+
+def _portable_model(module: Any, names: list[str]) -> Any:
+    """A portable model (positional tensors, in the export's ``inputs`` order) as the module a
+    plugin's predict expects: called with a tensor, positional tensors or named inputs
+    (``model(**inputs)``); ``eval()`` and ``train()`` leave it as exported (an exported
+    program has no modes and refuses them)."""
+    from torch import nn
+
+    class PortableModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def train(self, mode: bool = True) -> PortableModel:
+            self.training = mode
+            return self
+
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            return self.inner(*args, *[kwargs[n] for n in names if n in kwargs])
+
+    return PortableModel()
+
+
+def load_portable(folder: str | Path) -> Any:
+    """The model of an export folder from its portable file alone, without its plugin:
+    ``model.pt2`` (``torch.export.load(...).module()``), else ``model.torchscript.pt``
+    (``torch.jit.load``, whose deprecation warning torch prints is silenced here). A
+    :class:`UserError` when the folder has neither."""
+    import warnings
+
+    import torch
+
+    folder = Path(folder)
+    if (folder / PORTABLE[0]).is_file():
+        return torch.export.load(str(folder / PORTABLE[0])).module()
+    if (folder / PORTABLE[1]).is_file():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch >= 2.9 deprecates TorchScript
+            return torch.jit.load(str(folder / PORTABLE[1]), map_location="cpu").eval()
+    raise UserError(f"{folder} has no portable model ({' or '.join(PORTABLE)}); export it again")
 
 
 @dataclass
@@ -46,11 +89,17 @@ class Artifact:
     params: dict[str, Any]
 
     def model(self) -> Any:
-        """The model, built with the plugin's builder and loaded from ``model_path``."""
+        """The model, built with the plugin's builder and loaded from ``model_path``; an
+        export folder without its weights gives its portable model (:func:`load_portable`)."""
         from torch import nn
 
         from automl.training import build_model, load_model
 
+        if not self.model_path.exists() and any((self.model_path.parent / f).is_file() for f in PORTABLE):
+            # an export folder with its portable model only (the weights left behind)
+            names = [i["name"] for i in read_json(self.model_path.parent / "config.json").get("inputs") or []]
+            module = load_portable(self.model_path.parent)
+            return _portable_model(module, names)
         model = build_model(self.space, self.config["model"], self.info)
         if not self.model_path.exists():
             raise UserError(f"{self.model_path} is missing")
@@ -79,10 +128,12 @@ class EnsembleArtifact:
 
     @property
     def dataset(self) -> Dataset:
+        """The dataset of the members (all share it)."""
         return self.members[0][0].dataset
 
     @property
     def plugin_name(self) -> str:
+        """The plugin of the members."""
         return self.members[0][0].plugin_name
 
 
@@ -95,15 +146,27 @@ def data_info(data: dict[str, Any]) -> DataInfo:
     return DataInfo(**{k: v for k, v in data.items() if k in known})
 
 
-def resolve_model(spec: dict[str, Any], space_name: str, source: str) -> tuple[Dataset, SearchSpace, Any]:
-    """The dataset, space and plugin a stored model needs, loaded from the spec's plugin only
-    (and its ``--plugin-path``, which the spec keeps)."""
-    from automl.plugins import load_registry
-
-    paths = spec.get("plugin_paths") or []
+def plugin_paths_of(spec: dict[str, Any], source: str, given: list[str] | None = None) -> list[str]:
+    """The ``--plugin-path`` files a stored model's plugin loads from: ``given`` (the user's
+    ``--plugin-path``, for a plugin file that moved), else the ones the spec stored; a
+    :class:`UserError` naming a stored path that no longer exists."""
+    if given:
+        return [str(Path(p).resolve()) for p in given]
+    paths = list(spec.get("plugin_paths") or [])
     for path in paths:
         if Path(path).is_absolute() and not Path(path).exists():
-            raise UserError(f"{source} was made with --plugin-path {path}, which no longer exists")
+            raise UserError(f"{source} was made with --plugin-path {path}, which no longer exists; "
+                            "pass --plugin-path with its new location")
+    return paths
+
+
+def resolve_model(spec: dict[str, Any], space_name: str, source: str,
+                  plugin_paths: list[str] | None = None) -> tuple[Dataset, SearchSpace, Any]:
+    """The dataset, space and plugin a stored model needs, loaded from the spec's plugin only
+    (and its ``--plugin-path``, which the spec keeps; ``plugin_paths`` replaces it)."""
+    from automl.plugins import load_registry
+
+    paths = plugin_paths_of(spec, source, plugin_paths)
     registry = load_registry(paths, only={spec["plugin"]})
     plugin = registry.plugins.get(spec["plugin"])
     if plugin is None or not plugin.ok:
@@ -117,6 +180,7 @@ def resolve_model(spec: dict[str, Any], space_name: str, source: str) -> tuple[D
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file of an export or study folder; a :class:`UserError` when it cannot be read."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -129,7 +193,8 @@ def is_export(folder: Path) -> bool:
         and not (folder / "study.db").exists()
 
 
-def load(source: str, trial: int | None = None, single: bool = False) -> Artifact | EnsembleArtifact:
+def load(source: str, trial: int | None = None, single: bool = False,
+         plugin_paths: list[str] | None = None) -> Artifact | EnsembleArtifact:
     """What ``source`` holds: an export folder, or study ``source``'s final model - its
     ensemble where it has one (unless ``single``), else its best trial - or trial ``trial``."""
     folder = Path(source)
@@ -137,13 +202,13 @@ def load(source: str, trial: int | None = None, single: bool = False) -> Artifac
         if trial is not None:
             raise UserError("--trial applies to a study, not to an export folder")
         if (folder / "ensemble.json").is_file():
-            return _ensemble_from_dir(folder)
-        return _from_dir(folder)
+            return _ensemble_from_dir(folder, plugin_paths)
+        return _from_dir(folder, plugin_paths)
     if trial is None and not single:
-        ensemble = _ensemble_of_study(source)
+        ensemble = _ensemble_of_study(source, plugin_paths)
         if ensemble is not None:
             return ensemble
-    return from_study(source, trial)
+    return from_study(source, trial, plugin_paths)
 
 
 def load_artifact(source: str, trial: int | None = None) -> Artifact:
@@ -155,48 +220,50 @@ def load_artifact(source: str, trial: int | None = None) -> Artifact:
     return found
 
 
-def _from_dir(folder: Path) -> Artifact:
+def _from_dir(folder: Path, plugin_paths: list[str] | None = None) -> Artifact:
     cfg = read_json(folder / "config.json")
     if cfg.get("format") != FORMAT:
         raise UserError(f"{folder} is not an automl export folder (config.json has no format {FORMAT!r})")
     state = read_json(folder / "preprocessing.json") if (folder / "preprocessing.json").exists() else {}
     spec = cfg["spec"]
-    dataset, space, _ = resolve_model(spec, cfg["config"]["space"], str(folder))
+    dataset, space, _ = resolve_model(spec, cfg["config"]["space"], str(folder), plugin_paths)
     path = folder / ARRAY_DIR if (folder / ARRAY_DIR).is_dir() else folder / WEIGHTS
     return Artifact(str(folder), spec["plugin"], dataset, space, spec, cfg["number"], cfg.get("value"),
                     cfg.get("test_value"), cfg["config"], data_info(cfg["info"]), state, cfg.get("options", {}),
                     path, dict(cfg.get("params") or {}))
 
 
-def _ensemble_from_dir(folder: Path) -> EnsembleArtifact:
+def _ensemble_from_dir(folder: Path, plugin_paths: list[str] | None = None) -> EnsembleArtifact:
     record = read_json(folder / "ensemble.json")
     if record.get("format") != ENSEMBLE_FORMAT:
         raise UserError(f"{folder} is not an automl ensemble export (ensemble.json has no format {ENSEMBLE_FORMAT!r})")
-    members = [(_from_dir(folder / "members" / str(n)), float(w)) for n, w in record["members"].items()]
+    members = [(_from_dir(folder / "members" / str(n), plugin_paths), float(w))
+               for n, w in record["members"].items()]
     return EnsembleArtifact(str(folder), members, record)
 
 
-def _ensemble_of_study(name: str) -> EnsembleArtifact | None:
+def _ensemble_of_study(name: str, plugin_paths: list[str] | None = None) -> EnsembleArtifact | None:
     from automl.study.store import ENSEMBLE_KEY, open_ref
 
     study = open_ref(name).load()
     record = study.user_attrs.get(ENSEMBLE_KEY)
     if not record or len(record.get("members") or {}) < 2:
         return None
-    members = [(from_study(name, int(n)), float(w)) for n, w in record["members"].items()]
+    members = [(from_study(name, int(n), plugin_paths), float(w)) for n, w in record["members"].items()]
     return EnsembleArtifact(f"study {name!r} ensemble", members, record)
 
 
-def from_study(name: str, trial: int | None) -> Artifact:
+def from_study(name: str, trial: int | None, plugin_paths: list[str] | None = None) -> Artifact:
     """A study's best trial, or trial ``trial`` when its model was kept."""
     from optuna.trial import TrialState
 
-    from automl.study.artifacts import saved_model
+    from automl.study.artifacts import fetch_study, saved_model
     from automl.study.store import TEST_KEY, open_ref, spec_of
 
     ref = open_ref(name)
     study = ref.load()
     spec = spec_of(study)
+    fetch_study(study, ref.dir, [trial] if trial is not None else [])  # from its --artifacts store, if missing here
     best_file = ref.dir / "best" / "config.json"
     best = read_json(best_file) if best_file.exists() else None
     number = trial if trial is not None else (best or {}).get("number")
@@ -220,7 +287,7 @@ def from_study(name: str, trial: int | None) -> Artifact:
                             f"trials keep theirs); trials with a model: {', '.join(map(str, kept)) or 'none'}")
         config = t.user_attrs["config"]
         info, state = None, None
-    dataset, space, _ = resolve_model(spec, config["space"], source)
+    dataset, space, _ = resolve_model(spec, config["space"], source, plugin_paths)
     if info is None:
         data = prepared_data(spec, dataset, space, config)
         info, state = data.info, data.state

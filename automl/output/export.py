@@ -4,7 +4,9 @@ The folder of one model::
 
     DIR/model.safetensors      a torch module's weights (a state_dict; no pickle), or
     DIR/model/                 an ArrayModel saved in its library's own format (no pickle)
-    DIR/model.torchscript.pt   TorchScript, loads with plain torch.jit.load (no automl needed)
+    DIR/model.pt2              torch.export program, loads with plain torch.export.load (no automl
+                               needed): the portable format, written by default
+    DIR/model.torchscript.pt   TorchScript, only with --torchscript (torch deprecates it)
     DIR/model.onnx             ONNX, only with --onnx and the ``onnx`` extra installed
     DIR/config.json            plugin, dataset, space, trial, value, params, config, DataInfo,
                                the dataset options and a description of the model's inputs
@@ -52,7 +54,7 @@ from automl.output.artifact import (
 )
 from automl.types import Split, map_inputs
 
-SCRIPTED, ONNX = "model.torchscript.pt", "model.onnx"
+SCRIPTED, ONNX, PROGRAM = "model.torchscript.pt", "model.onnx", "model.pt2"
 
 
 def example_inputs(split: Any, n: int = 4) -> Any:
@@ -72,6 +74,7 @@ class Positional(nn.Module):
         self.model, self.names = model, list(names)
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        """The model's output for its named inputs, given in ``names`` order."""
         return self.model(**dict(zip(self.names, tensors)))
 
 
@@ -89,17 +92,36 @@ def _describe(args: tuple[torch.Tensor, ...], names: list[str]) -> list[dict[str
             for n, t in zip(names, args)]
 
 
+def _check_same(model: nn.Module, other: Any, args: tuple[torch.Tensor, ...], what: str) -> None:
+    """``other`` gives the model's outputs on ``args`` and on a batch one smaller."""
+    for sub in (args, tuple(a[:max(1, len(a) - 1)] for a in args)):
+        with torch.inference_mode():
+            want, got = model(*sub), other(*sub)
+        if want.shape != got.shape or not torch.allclose(want, got, rtol=1e-4, atol=1e-5):
+            raise RuntimeError(f"the {what} model's outputs differ from the model's (data-dependent control flow)")
+
+
+def _program(model: nn.Module, args: tuple[torch.Tensor, ...], path: Path) -> None:
+    """Export with ``torch.export`` (the batch dimension dynamic), check the exported program
+    against the model on two batch sizes, and save it as ``.pt2``."""
+    batch = torch.export.Dim("batch", min=1)
+    shapes: tuple[Any, ...] = tuple({0: batch} for _ in args)
+    if isinstance(model, Positional):  # forward(*tensors): one parameter holding every tensor
+        shapes = (shapes,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(model, args, dynamic_shapes=shapes)
+    _check_same(model, program.module(), args, "exported")
+    torch.export.save(program, str(path))
+
+
 def _script(model: nn.Module, args: tuple[torch.Tensor, ...], path: Path) -> None:
     """Trace to TorchScript and check the traced model against the model on another batch size."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(model, args, check_trace=False)
-        for sub in (args, tuple(a[:max(1, len(a) - 1)] for a in args)):
-            with torch.inference_mode():
-                want, got = model(*sub), traced(*sub)
-            if want.shape != got.shape or not torch.allclose(want, got, rtol=1e-4, atol=1e-5):
-                raise RuntimeError("the traced model's outputs differ from the model's (data-dependent control flow)")
-    traced.save(str(path))
+        _check_same(model, traced, args, "traced")
+        traced.save(str(path))
 
 
 def _onnx(model: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
@@ -133,16 +155,18 @@ def equivalent_command(spec: dict[str, Any]) -> str:
 
 
 def export(name: str, out: str, trial: int | None = None, onnx: bool = False,
-           single: bool = False) -> dict[str, Any]:
+           single: bool = False, torchscript: bool = False,
+           plugin_paths: list[str] | None = None) -> dict[str, Any]:
     """Write study ``name``'s final model (its ensemble where it has one, else its best trial;
     ``single``: the best trial; ``trial``: that trial) to folder ``out``.
 
     Returns ``{"dir", "files", "notes", "trial"}`` (``trial`` is ``"ensemble"`` for an
-    ensemble); a format the model does not allow is skipped with a note.
+    ensemble); a format the model does not allow is skipped with a note. ``model.pt2``
+    (``torch.export``) is always tried; ``torchscript`` and ``onnx`` add those formats.
     """
     if is_export(Path(name)):
         raise UserError(f"{name} is an export folder; export takes a study name")
-    found = load(name, trial, single)
+    found = load(name, trial, single, plugin_paths)
     target = Path(out)
     earlier = (target / "config.json").exists() or (target / "ensemble.json").exists()
     if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not earlier)):
@@ -152,19 +176,20 @@ def export(name: str, out: str, trial: int | None = None, onnx: bool = False,
     if earlier:
         shutil.rmtree(target)
     if isinstance(found, EnsembleArtifact):
-        return _export_ensemble(name, found, target, onnx)
+        return _export_ensemble(name, found, target, onnx, torchscript, plugin_paths)
     target.mkdir()
-    files, notes = _export_one(name, found, target, onnx)
+    files, notes = _export_one(name, found, target, onnx, torchscript, plugin_paths)
     return {"dir": str(target.resolve()), "files": files, "notes": notes, "trial": found.number}
 
 
-def _export_ensemble(name: str, ens: EnsembleArtifact, target: Path, onnx: bool) -> dict[str, Any]:
+def _export_ensemble(name: str, ens: EnsembleArtifact, target: Path, onnx: bool,
+                     torchscript: bool = False, plugin_paths: list[str] | None = None) -> dict[str, Any]:
     target.mkdir()
     notes: list[str] = []
     for art, _weight in ens.members:
         folder = target / "members" / str(art.number)
         folder.mkdir(parents=True)
-        _, member_notes = _export_one(name, art, folder, onnx)
+        _, member_notes = _export_one(name, art, folder, onnx, torchscript, plugin_paths)
         notes += [f"member {art.number}: {n}" for n in member_notes]
     record = {"format": ENSEMBLE_FORMAT, "study": name, "plugin": ens.plugin_name, "dataset": ens.dataset.name,
               "members": {str(a.number): w for a, w in ens.members},
@@ -175,7 +200,8 @@ def _export_ensemble(name: str, ens: EnsembleArtifact, target: Path, onnx: bool)
             "trial": "ensemble"}
 
 
-def _export_one(name: str, art: Artifact, target: Path, onnx: bool) -> tuple[list[str], list[str]]:
+def _export_one(name: str, art: Artifact, target: Path, onnx: bool,
+                torchscript: bool = False, plugin_paths: list[str] | None = None) -> tuple[list[str], list[str]]:
     """Write one model's export folder into ``target`` (which exists); the files and notes."""
     import optuna
     from torch import nn
@@ -196,7 +222,8 @@ def _export_one(name: str, art: Artifact, target: Path, onnx: bool) -> tuple[lis
     else:
         shutil.copytree(art.model_path, target / ARRAY_DIR)
         files = [ARRAY_DIR + "/"]
-        notes.append("no TorchScript/ONNX: the model is not a torch module (it is stored in its library's format)")
+        notes.append("no model.pt2/TorchScript/ONNX: the model is not a torch module (it is stored in its library's "
+                     "format)")
     try:
         raw = raw_data(art.spec, art.dataset)
         fingerprint_now = fingerprint(raw)
@@ -205,9 +232,11 @@ def _export_one(name: str, art: Artifact, target: Path, onnx: bool) -> tuple[lis
             else (None, (), [])
         inputs = _describe(args, names)
     except UserError as exc:
-        notes.append(f"no TorchScript/ONNX: the study's data could not be loaded for an example batch ({exc})")
+        notes.append(f"no model.pt2/TorchScript/ONNX: the study's data could not be loaded for an example batch "
+                     f"({exc})")
         wrapped = None
-    for wanted, fname, fn in ((True, SCRIPTED, lambda p: _script(wrapped, args, p)),
+    for wanted, fname, fn in ((True, PROGRAM, lambda p: _program(wrapped, args, p)),
+                              (torchscript, SCRIPTED, lambda p: _script(wrapped, args, p)),
                               (onnx, ONNX, lambda p: _onnx(wrapped, args, names, p))):
         if not wanted or wrapped is None:
             continue
@@ -223,9 +252,11 @@ def _export_one(name: str, art: Artifact, target: Path, onnx: bool) -> tuple[lis
               "test_value": art.test_value, "metric": spec["metric"], "direction": spec["direction"],
               "params": art.params, "config": art.config, "info": asdict(art.info),
               "options": art.options, "inputs": inputs, "spec": spec}
+    from automl.output.artifact import plugin_paths_of
     from automl.plugins import load_registry
 
-    plugin = load_registry(spec.get("plugin_paths") or [], only={art.plugin_name}).plugins.get(art.plugin_name)
+    paths = plugin_paths_of(spec, name, plugin_paths)
+    plugin = load_registry(paths, only={art.plugin_name}).plugins.get(art.plugin_name)
     record = {
         "study": name, "trial": art.number,
         "seeds": {"study_seed": spec["seed"], "trial_seed": trial_seed(spec["seed"], art.number),
@@ -246,7 +277,7 @@ def _export_one(name: str, art: Artifact, target: Path, onnx: bool) -> tuple[lis
                            ("reproducibility.json", record)):
         (target / fname).write_text(json.dumps(content, indent=2, default=str) + "\n")
         files.append(fname)
-    (target / "README.md").write_text(_readme(name, art.number, inputs, SCRIPTED in files,
+    (target / "README.md").write_text(_readme(name, art.number, inputs, [f for f in (PROGRAM, SCRIPTED) if f in files],
                                               art.dataset.predict_new is not None))
     files.append("README.md")
     return files, notes
@@ -264,18 +295,22 @@ def _ensemble_readme(name: str, record: dict[str, Any]) -> str:
         "Each member is a complete export of one model in members/N/ (see its README).", ""])
 
 
-def _readme(name: str, number: int, inputs: list[dict[str, Any]], scripted: bool, predicts: bool) -> str:
+def _readme(name: str, number: int, inputs: list[dict[str, Any]], portable: list[str], predicts: bool) -> str:
     args = ", ".join(i["name"] for i in inputs) or "x"
     lines = [f"# Model of study {name}, trial {number}", ""]
     if predicts:
         lines += ["Predict with automl (runs the plugin's own loader and preprocessing):", "",
                   "    automl predict THIS_FOLDER --data PATH --out predictions.csv", ""]
     else:
-        lines += ["Its dataset reads no new data (`automl predict` does not apply): feed the model inputs",
-                  "prepared as preprocessing.json describes.", ""]
-    if scripted:
-        lines += ["Without automl (plain PyTorch):", "", "    import torch",
-                  f"    model = torch.jit.load('{SCRIPTED}')", f"    output = model({args})", "",
-                  "Inputs (preprocessed as described in preprocessing.json):", ""]
+        lines += ["Its dataset reads no new data, so `automl predict` does not apply to it: feed the model",
+                  "inputs prepared as preprocessing.json describes (below).", ""]
+    if PROGRAM in portable:
+        lines += ["Without automl (plain PyTorch, torch.export):", "", "    import torch",
+                  f"    model = torch.export.load('{PROGRAM}').module()", f"    output = model({args})", ""]
+    if SCRIPTED in portable:
+        lines += ["TorchScript (deprecated by torch; loads with a FutureWarning):", "", "    import torch",
+                  f"    model = torch.jit.load('{SCRIPTED}')", f"    output = model({args})", ""]
+    if portable:
+        lines += ["Inputs (preprocessed as described in preprocessing.json; the first dimension is the batch):", ""]
         lines += [f"- `{i['name']}`: {i['dtype']} of shape {tuple(i['shape'])}" for i in inputs]
     return "\n".join(lines) + "\n"

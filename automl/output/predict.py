@@ -33,11 +33,13 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
 
 def run_predict(source: str, data: str, *, trial: int | None = None, options: list[str] | None = None,
                 out: str | None = None, batch_size: int = 1024,
-                device: str | None = None) -> tuple[Predictions, str]:
+                device: str | None = None, plugin_paths: list[str] | None = None) -> tuple[Predictions, str]:
     """Predict on ``data`` with the model of ``source`` (a study name or an export folder): the
     study's final model (its ensemble where it has one), or trial ``trial``.
 
     Returns the predictions and their CSV text; with ``out`` the CSV is also written there.
+    ``plugin_paths``: where the plugin's file is now, for a study or export made with
+    ``--plugin-path`` whose file moved (default: the path the study stored).
     """
     import torch
 
@@ -48,7 +50,7 @@ def run_predict(source: str, data: str, *, trial: int | None = None, options: li
     path = Path(data)
     if not path.exists():
         raise UserError(f"--data {data}: no such file or folder")
-    found = load(source, trial)
+    found = load(source, trial, plugin_paths=plugin_paths)
     dataset = found.dataset
     if dataset.predict_new is None or not callable(dataset.predict_new):
         raise UserError(f"dataset {dataset.name!r} of plugin {found.plugin_name!r} cannot predict on new data "

@@ -17,6 +17,8 @@ from automl.study.spec import AS_MANY_AS_FIT
 
 
 def fmt(value: Any, digits: int = 4) -> str:
+    """A value as a table shows it: ``-`` for none, floats with ``digits`` decimals (or
+    significant digits when tiny or huge)."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -55,6 +57,7 @@ class SearchProgress:
         self.progress.stop()
 
     def update(self, snap: Snapshot) -> None:
+        """Redraw from a snapshot of the study (the backend calls it as trials progress)."""
         c = snap.counts
         status = (f"best {self.metric} [bold green]{fmt(snap.best_value)}[/] (#{snap.best_number})  "
                   if snap.best_value is not None else "")
@@ -68,57 +71,168 @@ class SearchProgress:
         self.progress.update(self.task, completed=min(snap.finished, snap.target), total=total, status=status)
 
 
-def _short_params(params: dict[str, Any], limit: int = 6) -> str:
-    items = [f"{k}={fmt(v, 3)}" for k, v in list(params.items())[:limit]]
-    if len(params) > limit:
-        items.append("...")
-    return " ".join(items)
+#: Longest a parameter value is shown in a table that must fit a terminal; full values are in
+#: ``--best``, ``--format json`` and ``--format csv``.
+PARAM_CELL = 14
+#: Longest the header of a metric beside the study's is shown when the table must fit a
+#: terminal (``balanced_accuracy`` as ``balance…``); the caption names every metric.
+METRIC_HEAD = 8
+
+
+def param_order(rows: list[dict[str, Any]]) -> list[str]:
+    """Every parameter of ``rows``, the model's first: ``space``, then the space's own
+    (``<space>.<name>``, as :mod:`automl.study.sampling` stores them), then the training
+    parameters, each group in the order the trials first suggested them."""
+    seen = list(dict.fromkeys(k for r in rows for k in r.get("params", {})))
+    return ([k for k in seen if k == "space"] + [k for k in seen if "." in k]
+            + [k for k in seen if k != "space" and "." not in k])
+
+
+def varying_params(rows: list[dict[str, Any]]) -> list[str]:
+    """The parameters whose value differs between trials (or that some trials lack), model
+    parameters first; every parameter when there is at most one trial with parameters."""
+    with_params = [r["params"] for r in rows if r.get("params")]
+    keys = param_order(rows)
+    if len(with_params) < 2:
+        return keys
+    return [k for k in keys if len({json.dumps(p.get(k, "<absent>"), default=str) for p in with_params}) > 1]
+
+
+def metric_names(rows: list[dict[str, Any]], metric: str) -> list[str]:
+    """The study's metric, then every other metric the trials recorded on validation."""
+    return list(dict.fromkeys([metric, *(m for r in rows for m in r.get("metrics") or {})]))
+
+
+def _headers(params: list[str]) -> dict[str, str]:
+    """A column header per parameter: without its ``<space>.`` prefix where that name is
+    still unique among the shown columns."""
+    short = {k: k.split(".", 1)[1] if "." in k else k for k in params}
+    counts: dict[str, int] = {}
+    for v in short.values():
+        counts[v] = counts.get(v, 0) + 1
+    return {k: v if counts[v] == 1 else k for k, v in short.items()}
+
+
+def _note(r: dict[str, Any]) -> str:
+    parts = []
+    if r.get("retry_of") is not None:
+        parts.append(f"retry of {r['retry_of']}")
+    if r.get("cut"):
+        parts.append(f"cut by the {'time budget' if r['cut'] == 'budget' else '--trial-timeout'} "
+                     f"after {r.get('epochs')} epochs")
+    if r["state"] == "FAIL" and r.get("error"):
+        parts.append(str(r["error"]))
+    return "; ".join(parts)
 
 
 def leaderboard_table(rows: list[dict[str, Any]], *, metric: str, direction: str,
                       baselines: dict[str, dict[str, Any]] | None = None, title: str = "",
-                      ensemble: dict[str, Any] | None = None) -> Table:
+                      ensemble: dict[str, Any] | None = None, params: list[str] | None = None,
+                      metrics: list[str] | None = None, width: int | None = None) -> Table:
+    """The leaderboard as one line per trial: rank, trial, state, the study's metric on
+    validation, the other metrics (``metrics``: which; default all recorded), the test score,
+    the time, then one column per parameter (``params``: which; default those that vary,
+    :func:`varying_params`) and a note (retry, cut, the error of a failed trial).
+
+    Columns are separated by spaces with no box, so a piped table splits on whitespace. Cells
+    never wrap: when the table is wider than ``width`` (``None``: no limit), parameter values
+    are cut at ``PARAM_CELL`` characters (with an ellipsis), the parameters that still do not
+    fit are left out, and the caption says how many."""
     arrow = "higher is better" if direction == "maximize" else "lower is better"
-    table = Table(title=title or None, caption=f"{metric}: {arrow}", show_lines=False)
-    for col, kw in (("rank", {"justify": "right"}), ("trial", {"justify": "right"}), ("state", {}),
-                    (f"val {metric}", {"justify": "right"}), (f"test {metric}", {"justify": "right"}),
-                    ("time (s)", {"justify": "right"}), ("params / reason", {"overflow": "fold"})):
-        table.add_column(col, **kw)
+    shown_metrics = metrics if metrics is not None else metric_names(rows, metric)
+    others = [m for m in shown_metrics if m != metric]
+    keys = params if params is not None else varying_params(rows)
+    heads = _headers(keys)
+    fixed = ["rank", "trial", "state", metric, *others, "test", "s"]
+    lines: list[tuple[list[str], dict[str, str], str, str]] = []  # fixed cells, params, note, style
     if ensemble:
         members = " ".join(f"#{n}x{float(w):.2f}" for n, w in ensemble["members"].items())
-        table.add_row("", "[dim]ens[/]", "[bold blue]ENSEMBLE[/]", fmt(ensemble.get("val_value")),
-                      fmt(ensemble.get("test_value")), "-", f"[blue]{len(ensemble['members'])} members[/] {members}")
+        lines.append((["", "ens", "ENSEMBLE", fmt(ensemble.get("val_value")), *["-"] * len(others),
+                       fmt(ensemble.get("test_value")), "-"], {},
+                      f"{len(ensemble['members'])} members {members}", "blue"))
     for name, b in (baselines or {}).items():
-        if "error" in b:
-            table.add_row("", "[dim]base[/]", "BASELINE", "-", "-", "-", f"{name}: failed: {b['error']}")
-        else:
-            table.add_row("", "[dim]base[/]", "[magenta]BASELINE[/]", fmt(b.get("val")), fmt(b.get("test")),
-                          "-", f"[magenta]{name}[/] {b.get('description', '')}")
+        note = f"{name}: failed: {b['error']}" if "error" in b else f"{name} {b.get('description', '')}"
+        lines.append((["", "base", "BASELINE", fmt(b.get("val")), *["-"] * len(others), fmt(b.get("test")), "-"],
+                      {}, note, "magenta"))
     colors = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
     for r in rows:
-        detail = r["error"] if r["state"] == "FAIL" and r.get("error") else _short_params(r["params"])
-        if r.get("retry_of") is not None:
-            detail = f"(retry of {r['retry_of']}) {detail}"
-        if r.get("cut"):
-            detail = f"(cut by the {'time budget' if r['cut'] == 'budget' else '--trial-timeout'} " \
-                     f"after {r.get('epochs')} epochs) {detail}"
-        table.add_row(fmt(r["rank"]), str(r["number"]), f"[{colors.get(r['state'], 'white')}]{r['state']}[/]",
-                      fmt(r["value"]), fmt(r["test_value"]), fmt(r["duration_s"], 3), detail)
+        ms = r.get("metrics") or {}
+        cells = [fmt(r["rank"]), str(r["number"]), r["state"], fmt(r["value"]), *[fmt(ms.get(m)) for m in others],
+                 fmt(r["test_value"]), fmt(r["duration_s"], 3)]
+        values = {k: fmt(r["params"][k], 3) if k in r["params"] else "-" for k in keys}
+        lines.append((cells, values, _note(r), colors.get(r["state"], "")))
+
+    def col_width(header: str, cells: list[str]) -> int:
+        return max([len(header), *map(len, cells)])
+
+    fixed_w = sum(col_width(h, [ln[0][i] for ln in lines]) + 1 for i, h in enumerate(fixed))
+    param_w = {k: col_width(heads[k], [ln[1].get(k, "") for ln in lines]) for k in keys}
+    notes = any(ln[2] for ln in lines)
+    note_w = col_width("note", [ln[2] for ln in lines]) if notes else 0
+    hidden: list[str] = []
+    cap = note_cap = None
+    metric_cap: int | None = None
+    if width is not None and fixed_w + sum(w + 1 for w in param_w.values()) + note_w > width:
+        # Too wide: the other metrics' headers are cut to METRIC_HEAD (the caption names them
+        # in full), parameter values to PARAM_CELL, and the parameters that still do not fit
+        # are left out (in order, the model's first; the caption names those left out).
+        metric_cap = METRIC_HEAD
+        fixed_w = sum(col_width(h[:metric_cap] if h in others else h, [ln[0][i] for ln in lines]) + 1
+                      for i, h in enumerate(fixed))
+        cap, used, kept = PARAM_CELL, fixed_w, []
+        room = width - (min(note_w, 12) if notes else 0)
+        for k in keys:
+            w = min(param_w[k], cap) + 1
+            if used + w <= room:
+                kept.append(k)
+                used += w
+            else:
+                hidden.append(k)
+        keys = kept
+        note_cap = max(4, width - used)
+    caption = f"{metric} on validation ({arrow}); test: {metric} on the test split"
+    if others:
+        caption += f"; {', '.join(others)} on validation"
+    if hidden:
+        caption += (f"; {len(hidden)} more parameter(s) not shown ({', '.join(heads[k] for k in hidden)}): "
+                    "--columns to choose, --best, --format json or csv for all")
+    table = Table(title=title or None, caption=caption, box=None, padding=(0, 1), collapse_padding=True,
+                  pad_edge=False, show_edge=False, header_style="bold")
+    for h in fixed:
+        table.add_column(h, justify="left" if h == "state" else "right", no_wrap=True, overflow="ellipsis",
+                         max_width=max(metric_cap, *[len(ln[0][fixed.index(h)]) for ln in lines])
+                         if metric_cap and h in others else None)
+    for k in keys:
+        table.add_column(heads[k], no_wrap=True, overflow="ellipsis", max_width=cap)
+    if notes:
+        table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=note_cap)
+    for cells, values, note, style in lines:
+        row = [*cells, *[values.get(k, "") for k in keys]] + ([note] if notes else [])
+        row[2] = f"[{style}]{row[2]}[/]" if style else row[2]
+        table.add_row(*row)
     return table
 
 
-def rows_csv(rows: list[dict[str, Any]]) -> str:
+def rows_csv(rows: list[dict[str, Any]], metric: str | None = None) -> str:
+    """The leaderboard as CSV: one line per trial, every metric (``val_<name>``) and every
+    parameter, with full values."""
     buf = io.StringIO()
-    keys = sorted({k for r in rows for k in r["params"]})
+    keys = param_order(rows)
+    names = metric_names(rows, metric) if metric else \
+        list(dict.fromkeys(m for r in rows for m in r.get("metrics") or {}))
     writer = csv.writer(buf)
-    writer.writerow(["rank", "number", "state", "value", "test_value", "duration_s", "error"] + keys)
+    writer.writerow(["rank", "number", "state", "value", "test_value", "duration_s", "epochs_run", "retry_of", "cut",
+                     "error"] + [f"val_{m}" for m in names] + keys)
     for r in rows:
+        ms = r.get("metrics") or {}
         writer.writerow([r["rank"], r["number"], r["state"], r["value"], r["test_value"], r["duration_s"],
-                         r["error"]] + [r["params"].get(k) for k in keys])
+                         r.get("epochs"), r.get("retry_of"), r.get("cut"), r["error"]]
+                        + [ms.get(m) for m in names] + [r["params"].get(k) for k in keys])
     return buf.getvalue()
 
 
 def params_table(params: dict[str, Any], title: str) -> Table:
+    """A trial's parameters, one per line, in full."""
     table = Table(title=title)
     table.add_column("parameter")
     table.add_column("value", justify="right")
@@ -128,6 +242,7 @@ def params_table(params: dict[str, Any], title: str) -> Table:
 
 
 def confusion_table(best: dict[str, Any]) -> Table | None:
+    """The best trial's confusion matrix on the test split, or ``None`` when it has none."""
     matrix, names = best.get("confusion_matrix"), best.get("class_names")
     if not matrix:
         return None
@@ -141,6 +256,7 @@ def confusion_table(best: dict[str, Any]) -> Table | None:
 
 
 def studies_table(items: list[dict[str, Any]]) -> Table:
+    """``automl studies``: one line per stored study."""
     table = Table(title="studies")
     for col in ("name", "plugin", "dataset", "metric", "trials", "best", "storage"):
         table.add_column(col, overflow="fold")
@@ -152,6 +268,7 @@ def studies_table(items: list[dict[str, Any]]) -> Table:
 
 
 def plugins_table(items: list[dict[str, Any]]) -> Table:
+    """``automl plugins``: one line per plugin, broken ones with the reason."""
     table = Table(title="plugins")
     for col in ("name", "version", "datasets", "spaces", "metrics", "status"):
         table.add_column(col, overflow="fold")
@@ -162,5 +279,27 @@ def plugins_table(items: list[dict[str, Any]]) -> Table:
     return table
 
 
+def records_csv(items: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    """Records as CSV (the ``--format csv`` of the listing commands): one column per key, in
+    first-seen order (``columns``: these, also when there is no record); lists joined with
+    ``;``, mappings as JSON."""
+    columns = columns or list(dict.fromkeys(k for item in items for k in item))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for item in items:
+        cells = []
+        for key in columns:
+            value = item.get(key)
+            if isinstance(value, (list, tuple)):
+                value = ";".join(map(str, value))
+            elif isinstance(value, dict):
+                value = json.dumps(value, default=str)
+            cells.append("" if value is None else value)
+        writer.writerow(cells)
+    return buf.getvalue()
+
+
 def dump_json(data: Any) -> str:
+    """``--format json``: indented, anything not JSON written as its text."""
     return json.dumps(data, indent=2, default=str)

@@ -136,19 +136,24 @@ def build_report(name: str) -> str:
 
     parts.append(f"<h2>Leaderboard</h2><p class='muted'>{len(rows)} trials"
                  f"{f', first {MAX_ROWS} shown' if len(rows) > MAX_ROWS else ''}; {metric}: {arrow}</p>")
+    from automl.output.render import metric_names, param_order
+
+    others = [m for m in metric_names(rows, metric) if m != metric]  # every metric of the plugin, on validation
+    order = param_order(rows)  # the model's parameters first
     table_rows, classes = [], []
     for b_name, b in baselines(study).items():
-        table_rows.append(["", "base", "BASELINE", b.get("val"), b.get("test"), None, None,
+        table_rows.append(["", "base", "BASELINE", b.get("val"), *[None] * len(others), b.get("test"), None, None,
                            f"{b_name}: {b.get('error') or b.get('description', '')}"])
         classes.append("base")
     for r in rows[:MAX_ROWS]:
         detail = r["error"] if r["state"] == "FAIL" and r.get("error") else \
-            ", ".join(f"{k}={_num(v)}" for k, v in r["params"].items())
-        table_rows.append([r["rank"], r["number"], _state_cell(r), r["value"], r["test_value"], r["duration_s"],
+            ", ".join(f"{k}={_num(r['params'][k])}" for k in order if k in r["params"])
+        table_rows.append([r["rank"], r["number"], _state_cell(r), r["value"],
+                           *[(r.get("metrics") or {}).get(m) for m in others], r["test_value"], r["duration_s"],
                            r["epochs"], detail])
         classes.append(r["state"])
-    parts.append(_table(["rank", "trial", "state", f"val {metric}", f"test {metric}", "time (s)", "epochs",
-                         "params / reason"], table_rows, classes))
+    parts.append(_table(["rank", "trial", "state", f"val {metric}", *[f"val {m}" for m in others], f"test {metric}",
+                         "time (s)", "epochs", "params / reason"], table_rows, classes))
 
     for key, title in SECTIONS:
         parts.append(f"<h2>{_e(title)}</h2>")

@@ -8,6 +8,7 @@ builds it in a trial process (a local worker, a Ray trial) from the backend's
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -150,6 +151,8 @@ class Objective:
         to the whole train split. Returns the seconds and what was measured, for the user."""
         space = next(iter(self.spaces.values()))
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.spec.seed))
+        if len(self.spaces) > 1:  # a config of the space timed, not of whichever is drawn
+            study.enqueue_trial({"space": space.name})
         config = self.sample(study.ask())
         data = space.prepare(self.bundle, config) if space.prepare else self.bundle
         train_cfg = dict(config["train"], epochs=1)
@@ -171,11 +174,13 @@ class Objective:
         started = time.perf_counter()
         try:
             fit(model, data, train_cfg, self.metric, torch.device("cpu"), step=space.step, after_batch=count)
-            validation = time.perf_counter() - stamps[-1]
+            validation = time.perf_counter() - stamps[-1] if stamps else None
         except Enough:  # a big epoch: validation at a third of a train step per row
             validation = None
         finally:
             torch.set_num_threads(old)
+        if not stamps:  # a model that fits itself (closed form) runs no batches: its fit is its epoch
+            return time.perf_counter() - started, f"space {space.name}, one fit, {len(data.train)} train rows"
         per_batch = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else stamps[0] - started
         if validation is None:
             validation = per_batch * total * len(data.val) / max(1, len(data.train)) / 3
@@ -292,7 +297,7 @@ class Objective:
         ckpt.unlink(missing_ok=True)
         run.update(best_epoch=result.best_epoch, epochs_run=result.epochs_run,
                    samples_per_s=round(result.samples / max(result.seconds, 1e-9), 1))
-        run.update(self._predictions(model, data, tdir))
+        run.update(self._predictions(model, data, tdir, result.best_value))
         if result.resumed_from_epoch:
             run["resumed_from_epoch"] = result.resumed_from_epoch
         if result.cut:
@@ -301,17 +306,40 @@ class Objective:
         return result.best_value
 
 
-    def _predictions(self, model: Any, data: DataBundle, tdir: Path) -> dict[str, Any]:
+    def _predictions(self, model: Any, data: DataBundle, tdir: Path, value: float) -> dict[str, Any]:
         """Store the trained model's validation and test predictions (for ensembles, which are
-        chosen on validation only) and return what the trial records of them: the validation
-        loss, which breaks ties between trials of equal validation score."""
+        chosen on validation only) and return what the trial records of them: every metric
+        the plugin registers for the task on validation (``metrics``: name -> value, the
+        study's own as trained), and the validation loss, which breaks ties between trials of
+        equal validation score."""
         y_val, p_val = evaluate(model, data, "val", self.device)
         y_test, p_test = evaluate(model, data, "test", self.device)
+        out: dict[str, Any] = {"metrics": self._all_metrics(data, y_val, p_val, value)}
         if not save_predictions(tdir, p_val, p_test):
-            return {}
+            return out
         save_targets(self.study_dir, y_val, y_test)
         loss = validation_loss(data.info.task, y_val, p_val)
-        return {"val_loss": round(loss, 6)} if loss is not None else {}
+        return {**out, "val_loss": round(loss, 6)} if loss is not None else out
+
+    def _all_metrics(self, data: DataBundle, y_val: Any, p_val: Any, value: float) -> dict[str, float | None]:
+        """Every metric the study's plugin registers that fits this task, on the validation
+        outputs of the trial's model (its best epoch): the study's metric is the value the
+        trial reports; one that cannot score these outputs is ``None`` (the trial still
+        counts: only the study's metric decides it)."""
+        try:
+            registered = self.registry.get(self.spec.plugin).metrics
+        except UserError:  # the study's plugin is not in this registry (a bare test objective)
+            registered = {}
+        out: dict[str, float | None] = {self.metric.name: round(float(value), 6)}
+        for name, m in registered.items():
+            if name in out or data.info.task not in m.tasks or (m.applies is not None and not m.applies(data.info)):
+                continue
+            try:
+                v = float(m.fn(y_val, p_val))
+                out[name] = round(v, 6) if math.isfinite(v) else None
+            except Exception:  # noqa: BLE001 - a metric that does not fit these outputs is recorded as none
+                out[name] = None
+        return out
 
 
 class _SpeedProbe:
@@ -324,14 +352,24 @@ class _SpeedProbe:
 
     def __init__(self, deadline: float | None, rows: int, batch_size: int) -> None:
         self.deadline, self.batches = deadline, max(1, -(-rows // max(1, batch_size)))
-        self.started, self.done = time.time(), 0
+        self.started: float | None = None
+        self.done = 0
 
     def batch_done(self) -> None:
+        """The clock starts when the first batch ends: that batch carries the one-off costs
+        (the first allocations, lazy initialisation, a loaded machine's start-up), which the
+        rest of the epoch does not pay; timed from before it, a trial whose epoch takes 0.6 s
+        was once projected at 173 s and pruned."""
         self.done += 1
-        if self.done != self.BATCHES or self.deadline is None or self.batches <= self.BATCHES:
+        if self.done == 1:
+            self.started = time.time()
             return
-        per_batch = (time.time() - self.started) / self.done
-        epoch_end = self.started + per_batch * self.batches
+        timed = self.done - 1
+        if timed != self.BATCHES or self.deadline is None or self.started is None or \
+                self.batches <= self.BATCHES + 1:
+            return
+        per_batch = (time.time() - self.started) / timed
+        epoch_end = self.started + per_batch * (self.batches - 1)
         if epoch_end > self.deadline:
             raise optuna.TrialPruned(f"too slow for the time budget: its first epoch would take about "
                                      f"{per_batch * self.batches:.0f} s, more than its share of the budget")

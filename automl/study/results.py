@@ -45,6 +45,7 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
             "test_value": tests.get(str(t.number)),
             "duration_s": round(duration, 3) if duration is not None else None,
             "params": dict(t.params),
+            "metrics": dict((t.user_attrs.get("run") or {}).get("metrics") or {}),
             "epochs": (t.user_attrs.get("run") or {}).get("epochs_run"),
             "device": (t.user_attrs.get("worker") or {}).get("device"),
             "error": t.user_attrs.get("error"),
@@ -67,6 +68,8 @@ def ensemble(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def summary(ref: StudyRef, study: optuna.Study) -> dict[str, Any]:
+    """One study as ``automl studies`` lists it: plugin, dataset, metric, trials by state
+    against the target, best value, storage URL and the data summary."""
     spec = study.user_attrs.get(SPEC_KEY, {})
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

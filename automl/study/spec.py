@@ -60,6 +60,7 @@ class StudySpec:
     ensemble: int = 20
     backend: str = "local"
     address: str | None = None
+    artifacts: str | None = None
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     gpus: str = "auto"
