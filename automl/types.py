@@ -64,6 +64,15 @@ class PluginInfo:
 
     ``opt_in=True`` (loggers such as CSV, TensorBoard): the plugin's lifecycle hooks fire only
     in searches that name it with ``--log NAME``, even when it is imported for another reason.
+
+    ``default_spaces``: the spaces a search without ``--space`` searches together (one study,
+    parameters namespaced by space), keeping those that fit the dataset's task; when none
+    fits, or the tuple is empty, ``default_space`` alone. Example: a recommender plugin
+    searches ``("mf", "ease", "itemknn")`` on implicit feedback, and ``mf`` on ratings, which
+    the closed-form spaces do not fit::
+
+        PluginInfo(name="recsys", default_dataset="synthetic", default_space="mf",
+                   default_spaces=("mf", "ease", "itemknn"), default_metric="ndcg")
     """
 
     name: str
@@ -72,6 +81,7 @@ class PluginInfo:
     default_space: str | None = None
     default_metric: str | None = None
     opt_in: bool = False
+    default_spaces: tuple[str, ...] = ()
 
 
 @dataclass

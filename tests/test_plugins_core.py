@@ -69,3 +69,14 @@ def test_raising_hook_marks_plugin_broken(tmp_path):
     reg = load_registry([str(f)])
     assert "disk on fire" in reg.plugins["raiser"].error
     assert reg.get("vision").ok
+
+
+def test_default_spaces_are_those_that_fit_the_task():
+    """``PluginInfo.default_spaces``: searched together without --space, filtered by task."""
+    from automl.plugins import load_registry
+    from automl.study.resolve import resolve
+
+    registry = load_registry(only={"recsys"})
+    assert [s.name for s in resolve(registry, "recsys").spaces] == ["mf", "ease", "itemknn"]
+    assert [s.name for s in resolve(registry, "recsys", "ratings").spaces] == ["mf"]  # regression
+    assert [s.name for s in resolve(registry, "recsys", spaces=["ncf"]).spaces] == ["ncf"]

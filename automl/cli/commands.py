@@ -500,6 +500,7 @@ def plugins(
                       "datasets": sorted(p.datasets), "spaces": sorted(p.spaces), "metrics": sorted(p.metrics),
                       "baselines": sorted(p.baselines), "hooks": p.hooks(),
                       "defaults": {"dataset": p.info.default_dataset, "space": p.info.default_space,
+                                   "spaces": list(p.info.default_spaces),
                                    "metric": p.info.default_metric} if p.info else {}})
     if format == ListFmt.json:
         sys.stdout.write(json.dumps(items, indent=2) + "\n")

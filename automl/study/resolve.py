@@ -82,6 +82,16 @@ def _convert(opt: Option, value: Any) -> Any:
     return converted
 
 
+def default_spaces(plugin: Any, task: str) -> list[str]:
+    """The spaces a search without ``--space`` runs: the plugin's ``default_spaces`` that fit
+    the task, else its ``default_space`` (see :class:`automl.PluginInfo`)."""
+    info = plugin.info
+    if info is None:
+        return []
+    fitting = [n for n in info.default_spaces if n in plugin.spaces and task in plugin.spaces[n].tasks]
+    return fitting or ([info.default_space] if info.default_space else [])
+
+
 def resolve(registry: Registry, plugin_name: str, dataset: str | None = None,
             spaces: list[str] | None = None, metric: str | None = None,
             options: list[str] | dict[str, Any] | None = None) -> Resolved:
@@ -89,7 +99,7 @@ def resolve(registry: Registry, plugin_name: str, dataset: str | None = None,
     plugin = registry.get(plugin_name)
     info = plugin.info
     ds = _choose("dataset", dataset or (info.default_dataset if info else None), plugin.datasets, plugin.name)
-    names = spaces or ([info.default_space] if info and info.default_space else [])
+    names = spaces or default_spaces(plugin, ds.task)
     if not names:
         names = [n for n, s in plugin.spaces.items() if ds.task in s.tasks][:1]
     chosen = [_choose("space", n, plugin.spaces, plugin.name) for n in dict.fromkeys(names)]

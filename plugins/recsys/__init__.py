@@ -42,7 +42,10 @@ def _options(implicit: bool, split: str) -> tuple[Option, ...]:
 @hookimpl
 def plugin_info() -> PluginInfo:
     return PluginInfo(name="recsys", description="Recommendation from user-item interactions (MF, NeuMF, two-tower)",
-                      default_dataset="synthetic", default_space="mf", default_metric="ndcg")
+                      default_dataset="synthetic", default_space="mf", default_metric="ndcg",
+                      # closed-form models fit in a second and are strong on small data: a
+                      # budget is never spent on MF alone (ratings, a regression, searches mf)
+                      default_spaces=("mf", "ease", "itemknn"))
 
 
 @hookimpl
