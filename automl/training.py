@@ -94,7 +94,8 @@ def suggest_training(
     - with ``momentum=(low, high)``, when the optimizer is SGD: ``momentum`` in that range and
       ``nesterov`` (true or false); without it SGD uses momentum 0.9 with Nesterov;
     - with ``ema=(0.0, 0.99, ...)``: ``ema``, the decay of an exponential moving average of the
-      weights, which is then what is validated and kept (0 turns it off).
+      weights, which is then what is validated and kept (0 turns it off; the decay is warmed
+      up over the first updates: :func:`ema_update`).
 
     Early stopping ends a trial after ``patience`` epochs without improvement of the
     validation metric. Spaces add their own keys to the returned config
@@ -508,13 +509,35 @@ def _fit_itself(model: nn.Module | ArrayModel, data: DataBundle, metric: Metric,
 
 def _ema(model: nn.Module, cfg: dict[str, Any]) -> Any:
     """An exponential moving average of the model's weights and buffers (torch's
-    ``AveragedModel``) when the config's ``ema`` decay is set, else ``None``."""
+    ``AveragedModel``, updated by :func:`ema_update`) when the config's ``ema`` decay is set,
+    else ``None``."""
     decay = float(cfg.get("ema") or 0.0)
     if not 0.0 < decay < 1.0:
         return None
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    from torch.optim.swa_utils import AveragedModel
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return AveragedModel(model, multi_avg_fn=ema_update(decay), use_buffers=True)
+
+
+def ema_update(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
+    """The EMA step for ``AveragedModel(multi_avg_fn=...)``, with the decay warmed up: after
+    ``n`` updates the average moves by ``1 - min(decay, (1 + n) / (10 + n))`` towards the
+    weights (as in TensorFlow's and timm's EMA). Without the warm-up a 0.99 or 0.999 average
+    is still mostly the random initialisation after the first epochs of a short trial: its
+    early validation scores are poor and pruning ends the trial. The weight is computed on
+    the device from the update count, so a GPU step never waits for a host read."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        n = n_averaged.to(torch.float32)
+        keep = torch.clamp((1.0 + n) / (10.0 + n), max=decay)
+        if averaged[0].is_floating_point():
+            torch._foreach_lerp_(averaged, current, (1.0 - keep).to(averaged[0].dtype))
+        else:  # integer buffers (batch norm's num_batches_tracked): follow the model
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+
+    return update
 
 
 def scheduler_total(scheduler: Any) -> float:

@@ -139,6 +139,44 @@ def test_ema_weights_are_what_is_validated_and_kept():
     assert torch.equal(model.weight.detach(), averaged.state_dict["weight"])
 
 
+def test_ema_decay_is_warmed_up_so_early_epochs_follow_the_weights():
+    """The average's first steps move most of the way to the weights (decay
+    min(d, (1 + n) / (10 + n))), later ones by 1 - d; integer buffers follow the model."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from automl.training import ema_update
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ema = AveragedModel(model, multi_avg_fn=ema_update(0.999), use_buffers=True)
+    ema.update_parameters(model)  # the first update copies
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    model[1].num_batches_tracked += 5
+    before = ema.module[0].weight.clone()
+    ema.update_parameters(model)  # n = 1: keeps (1 + 1) / (10 + 1) of the average, not 0.999
+    moved = (ema.module[0].weight - before) / (model[0].weight - before)
+    assert torch.allclose(moved, torch.full_like(moved, 1 - 2 / 11), atol=1e-5)
+    assert int(ema.module[1].num_batches_tracked) == int(model[1].num_batches_tracked)
+    ema.n_averaged.fill_(100_000)  # long after the warm-up: the decay itself
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    before = ema.module[0].weight.clone()
+    ema.update_parameters(model)
+    moved = (ema.module[0].weight - before) / (model[0].weight - before)
+    assert torch.allclose(moved, torch.full_like(moved, 0.001), atol=1e-5)
+
+
+def test_ema_trial_scores_near_its_weights_after_one_epoch():
+    """A 0.999 average validated after one short epoch is not the random initialisation: its
+    score is close to the raw weights' (what keeps pruning from ending EMA trials early)."""
+    data, cfg = _bundle(), {"epochs": 1, "batch_size": 8, "lr": 0.1, "patience": 10}
+    torch.manual_seed(0)
+    raw = fit(nn.Linear(4, 2), data, cfg, metrics.ACCURACY, torch.device("cpu"))
+    torch.manual_seed(0)
+    avg = fit(nn.Linear(4, 2), data, {**cfg, "ema": 0.999}, metrics.ACCURACY, torch.device("cpu"))
+    assert raw.best_value > 0.8 and avg.best_value >= raw.best_value - 0.1
+
+
 def test_suggest_training_searches_the_keywords_a_space_asks_for():
     import optuna
 

@@ -11,21 +11,27 @@ Datasets (``--dataset NAME``, files from ``--data PATH``):
 Spaces: ``mlp``, ``cnn``, ``resnet`` (ResNet-18/34, small-input stem), ``mobilenet``
 (MobileNetV3-Small), and ``resnet_pretrained`` / ``mobilenet_pretrained`` (ImageNet weights
 from the local torch cache). Every space shares one training step that applies the searched
-augmentation policy to whole batches on the device (:mod:`._augment`).
+augmentation policy and batch mixing (mixup, cutmix) to whole batches on the device
+(:mod:`._augment`); they search OneCycle / warm-up cosine schedules, SGD momentum and
+Nesterov, and an EMA of the weights; ``mlp`` and ``cnn`` start from known-good configurations.
 Metrics: accuracy (default), top-5 accuracy (10 or more classes), macro-F1, balanced accuracy.
+Baseline: ``svc``, an RBF SVM on the pixels tuned by cross-validation on train (:mod:`._baseline`).
 """
 
 from __future__ import annotations
 
-from automl import Dataset, Option, PluginInfo, SearchSpace, hookimpl, metrics
+from automl import Baseline, Dataset, Option, PluginInfo, SearchSpace, hookimpl, metrics
 from automl_plugins.vision import _nets as nets
 from automl_plugins.vision._augment import vision_step
+from automl_plugins.vision._baseline import fit_svc
 from automl_plugins.vision._data import load_digits_bundle
 from automl_plugins.vision._folder import load_imagefolder
 from automl_plugins.vision._formats import load_cifar10, load_fashion_mnist, load_mnist
 from automl_plugins.vision._predict import predict_images
 from automl_plugins.vision._spaces import (
     START_CNN,
+    START_CNN_AFFINE,
+    START_CNN_SGD,
     START_MLP,
     build_cnn,
     build_mlp,
@@ -76,7 +82,7 @@ def register_spaces(register) -> None:
                          step=vision_step, description="multi-layer perceptron on the flattened image",
                          starts=(START_MLP,)))
     register(SearchSpace(name="cnn", tasks=CLS, define=define_cnn, build=build_cnn, train=train_space,
-                         step=vision_step, starts=(START_CNN,),
+                         step=vision_step, starts=(START_CNN, START_CNN_AFFINE, START_CNN_SGD),
                          description="convolutional blocks with batch norm, pooling and a dense head"))
     register(SearchSpace(name="resnet", tasks=CLS, define=nets.define_resnet, build=nets.build_resnet,
                          train=nets.train_net, step=vision_step,
@@ -100,6 +106,12 @@ def register_metrics(register) -> None:
     register(metrics.TOP5_ACCURACY)
     register(metrics.MACRO_F1)
     register(metrics.BALANCED_ACCURACY)
+
+
+@hookimpl
+def register_baselines(register) -> None:
+    register(Baseline(name="svc", tasks=CLS, fit=fit_svc,
+                      description="RBF SVM on the pixels (0..1), C x gamma tuned by 5-fold CV on train"))
 
 
 @hookimpl

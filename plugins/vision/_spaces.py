@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from automl import DataInfo
-from automl.training import suggest_training
+from automl.training import SCHEDULERS, suggest_training
 from automl_plugins.vision._augment import suggest_augmentation
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
@@ -102,18 +102,35 @@ def build_cnn(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
 
 
 #: What a practitioner tries first: a small, regularised network that trains fast on a CPU
-#: and is hard to beat on small images; the search starts from it (``SearchSpace.starts``).
+#: and is hard to beat on small images; the search starts from these (``SearchSpace.starts``),
+#: so a short budget already has strong, different models for the ensemble. Every searched
+#: training knob is given (a start leaves nothing to chance): no EMA and no mixing in the first.
 START_TRAIN = {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 1e-4, "batch_size": 64, "scheduler": "cosine",
-               "label_smoothing": 0.05, "augment": "light"}
+               "label_smoothing": 0.05, "augment": "light", "ema": 0.0, "mix": "none"}
 START_CNN = {"blocks": 2, "channels": 32, "kernel": 3, "dropout": 0.2, "batch_norm": True, "activation": "relu",
              "head": 128, **START_TRAIN}
+#: The same network with small affine jitter (rotations, shifts, zooms) and an EMA of the weights.
+START_CNN_AFFINE = {**START_CNN, "augment": "affine", "aug_strength": 0.5, "ema": 0.99}
+#: SGD with Nesterov momentum, a warm-up then cosine schedule, and the affine jitter.
+START_CNN_SGD = {**START_CNN, "optimizer": "sgd", "lr": 0.03, "momentum": 0.9, "nesterov": True,
+                 "weight_decay": 5e-4, "scheduler": "warmup_cosine", "augment": "affine", "aug_strength": 0.5}
 START_MLP = {"layers": 2, "width": 256, "dropout": 0.2, "batch_norm": True, "activation": "relu", **START_TRAIN}
 
 
+#: What every vision space searches besides the optimizer: per-epoch cosine and the per-batch
+#: schedules with warm-up, SGD's momentum and Nesterov, and an EMA of the weights (its decay;
+#: 0 is off). Shared by the spaces so that one study can search several of them.
+SCHEDULES = SCHEDULERS  # constant, cosine, onecycle, warmup_cosine
+MOMENTUM = (0.8, 0.95)
+EMA = (0.0, 0.99, 0.999)
+
+
 def train_space(trial, info: DataInfo) -> dict[str, Any]:
-    """Training hyperparameters of ``mlp`` and ``cnn``: the shared ones, label smoothing and
-    the augmentation policy (see :mod:`._augment`)."""
-    cfg = suggest_training(trial, info, epochs=(10, 40), batch_sizes=(32, 64, 128))
+    """Training hyperparameters of ``mlp`` and ``cnn``: the shared ones (with the schedules,
+    momentum and EMA above), label smoothing, the augmentation policy and batch mixing (see
+    :mod:`._augment`)."""
+    cfg = suggest_training(trial, info, epochs=(10, 40), batch_sizes=(32, 64, 128), schedulers=SCHEDULES,
+                           momentum=MOMENTUM, ema=EMA)
     cfg["label_smoothing"] = trial.suggest_float("label_smoothing", 0.0, 0.2)
     cfg.update(suggest_augmentation(trial, info))
     return cfg

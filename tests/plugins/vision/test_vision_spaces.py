@@ -115,7 +115,7 @@ def test_resnet_forward_backward(depth, info):
 
 def test_resnet_define_searches_depth_width_resolution():
     cfg = nets.define_resnet(_trial(), GRAY)
-    assert cfg["depth"] in (18, 34) and cfg["width"] in (8, 16)
+    assert cfg["depth"] in (18, 34) and cfg["width"] in nets.WIDTHS
     assert cfg["resolution"] in nets.resolutions(GRAY) == [8, 16]
 
 
