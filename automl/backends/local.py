@@ -38,6 +38,7 @@ from automl.backends.base import (
     snapshot,
 )
 from automl.backends.devices import assign_devices, threads_per_worker
+from automl.study.artifacts import SharedFiles, shared_files
 from automl.study.recovery import Heartbeat, Slots
 from automl.study.spec import StudySpec
 from automl.study.store import FINISHED, make_storage, quiet_optuna
@@ -277,6 +278,7 @@ def _take_trials(job: Job, slots: Slots, study: Any, storage: Any, runner: Trial
     """Claim and run trials until the target, the failure limit or the deadline is reached,
     or the search asks to stop."""
     heartbeat = Heartbeat(storage)
+    files = shared_files(job.spec.get("artifacts"), job.study_dir)
     try:
         while should_stop is None or not should_stop():
             with lock:
@@ -287,7 +289,7 @@ def _take_trials(job: Job, slots: Slots, study: Any, storage: Any, runner: Trial
             trial = slots.claim()
             if trial is None:
                 return
-            if run_trial(study, runner, trial, heartbeat, should_stop) not in FINISHED:
+            if run_trial(study, runner, trial, heartbeat, should_stop, files) not in FINISHED:
                 with lock:
                     failures.value += 1
     finally:
@@ -299,16 +301,28 @@ def _min_trial_s(job: Job) -> float:
     return 2.0 * float(job.spec.get("epoch_s") or 0.0)
 
 
-def run_trial(study: Any, runner: TrialRunner, trial: Any, heartbeat: Heartbeat, should_stop: Any = None) -> Any:
+def run_trial(study: Any, runner: TrialRunner, trial: Any, heartbeat: Heartbeat, should_stop: Any = None,
+              files: SharedFiles | None = None) -> Any:
     """Run a claimed trial and tell Optuna the outcome; returns its state. The heartbeat keeps
     the trial alive in the storage, so a worker that dies is detected by others. A trial
-    stopped by ``should_stop`` is told FAIL, marked interrupted, and the stop goes on up."""
+    stopped by ``should_stop`` is told FAIL, marked interrupted, and the stop goes on up.
+    ``files``: the study's artifact store (``--artifacts``): the trial continues from the
+    checkpoint of the run it retries wherever that ran, ships its own checkpoints while it
+    trains, and its files are stored there before it is told COMPLETE (a trial whose files
+    cannot be stored fails, with the reason)."""
     import optuna
     from optuna.trial import TrialState
 
     with heartbeat.beating(trial._trial_id):
         try:
-            value = runner(trial, should_stop=should_stop) if should_stop is not None else runner(trial)
+            with files.running(trial) if files is not None else contextlib.nullcontext():
+                value = runner(trial, should_stop=should_stop) if should_stop is not None else runner(trial)
+            if files is not None:
+                try:
+                    files.upload(trial)
+                except Exception as exc:
+                    trial.set_user_attr("error", f"storing its files in the artifact store: {error_reason(exc)}")
+                    raise
             frozen = study.tell(trial, value)
         except optuna.TrialPruned:
             frozen = study.tell(trial, state=TrialState.PRUNED)

@@ -28,6 +28,7 @@ from ray.tune.stopper import Stopper
 
 from automl.backends.base import Job, TrialRunner, error_reason
 from automl.errors import UserError
+from automl.study.artifacts import shared_files
 from automl.study.recovery import owner_record
 from automl.study.store import quiet_optuna
 
@@ -194,6 +195,9 @@ def trainable(config: dict[str, Any], job: Job | None = None, threads: int = 1) 
                                   sampler=optuna.samplers.RandomSampler(), pruner=optuna.pruners.NopPruner())
         trial = optuna.trial.Trial(study, trial_id)
         ctx = ray.get_runtime_context()
+        earlier = trial.user_attrs.get("worker")
+        if earlier and earlier.get("ray"):  # Tune runs it again (its node was lost): keep where it ran
+            trial.set_user_attr("earlier_workers", [*trial.user_attrs.get("earlier_workers", []), earlier])
         trial.set_user_attr("worker", {**owner_record(str(device)), "backend": "ray", "ray": {
             "node_id": ctx.get_node_id(), "address": ctx.gcs_address, "trial": tune.get_context().get_trial_id()}})
     except Exception as exc:  # noqa: BLE001 - recorded as the trial's failure
@@ -210,6 +214,13 @@ def trainable(config: dict[str, Any], job: Job | None = None, threads: int = 1) 
 
     try:
         value = runner(trial, on_epoch)
+        files = shared_files(job.spec.get("artifacts"), job.study_dir)
+        if files is not None:
+            try:
+                files.upload(trial)  # before the searcher tells COMPLETE: Optuna records the files on the trial
+            except Exception as exc:
+                trial.set_user_attr("error", f"storing its files in the artifact store: {error_reason(exc)}")
+                raise
     except Exception as exc:  # noqa: BLE001 - the runner stored the reason in the trial
         tune.report({STATE_KEY: "FAIL", "automl_error": error_reason(exc)})
         return

@@ -26,8 +26,10 @@ from automl.backends.base import Backend, Job, Outcome, Snapshot, StopSignals, s
 from automl.errors import UserError
 from automl.plugins import Registry, listener_names, load_registry
 from automl.search.baselines import fit_baselines
-from automl.search.finalize import finalize  # noqa: F401 - the session's last step, re-exported
+from automl.search.finalize import KEEP_MODELS, rank_trials
+from automl.search.finalize import finalize as _finalize
 from automl.search.objective import Objective, make_pruner, make_runner, make_sampler
+from automl.study.artifacts import check_artifacts_url, fetch_targets, fetch_trial, open_store, publish_best
 from automl.study.datasets import fingerprint, load_data
 from automl.study.recovery import claim_lock, recover, to_recover
 from automl.study.resolve import Resolved, check_task_fit, resolve
@@ -44,6 +46,7 @@ from automl.study.store import (
     new_ref,
     open_ref,
     quiet_optuna,
+    require_shared,
     spec_of,
 )
 from automl.types import DataBundle, Metric
@@ -103,6 +106,7 @@ def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = 
     started = time.time() if started is None else started
     quiet_optuna()
     spec.check()
+    _check_scale_out(spec, storage)
     spec.pruner = spec.resolved_pruner()
     backend = get_backend(spec.backend)
     backend.check(spec)
@@ -128,6 +132,43 @@ def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = 
     if spec.timeout or measure:
         measure_epoch(session, objective)
     return session
+
+
+def _check_scale_out(spec: StudySpec, url: str | None) -> None:
+    """Refuse a Ray cluster on a storage only one machine can use (``url`` None: the default
+    SQLite file), and check ``--artifacts``; before anything slow is loaded."""
+    if spec.backend == "ray" and spec.address:
+        require_shared(url, f"--backend ray --address {spec.address} (a Ray cluster)")
+    if spec.artifacts:
+        spec.artifacts = check_artifacts_url(spec.artifacts)
+
+
+def finalize(session: Session, study: optuna.Study | None = None, reason: str = "finished") -> dict[str, Any] | None:
+    """The session's last step (:func:`automl.search.finalize.finalize`), with the study's
+    artifact store when it has one: the files of the trials finalize reads (the best ones'
+    models, their predictions, the targets) that ran on other machines are downloaded first,
+    and the selected model (``best/``) is uploaded after, for export and predict elsewhere."""
+    study = study or session.ref.load()
+    store = open_store(session.spec.artifacts)
+    if store is not None:
+        _fetch_ranked(session, study, store)
+    try:
+        best = _finalize(session, study, reason)
+    except FileNotFoundError as exc:
+        raise UserError(f"{exc}: the trial ran on another machine; give the study an artifact store that every "
+                        "machine reaches (automl search ... --artifacts /shared/folder or s3://BUCKET)") from None
+    if store is not None and best is not None:
+        publish_best(store, study, session.ref.dir / "best")
+    return best
+
+
+def _fetch_ranked(session: Session, study: optuna.Study, store: Any) -> None:
+    """Download the files of the best trials (the selected one, the ensemble's candidates)
+    that are not in this machine's study folder."""
+    ranked = rank_trials(study, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    fetch_targets(store, study, session.ref.dir)
+    for t in ranked[:max(1, session.spec.ensemble) + KEEP_MODELS]:
+        fetch_trial(store, t, study._storage, session.ref.trial_dir(t.number))
 
 
 def measure_epoch(session: Session, objective: Objective | None = None) -> None:
@@ -216,6 +257,11 @@ def plan_resume(name: str, more: int | None = None, force: bool = False,
         spec.backend, spec.address = backend, address
     chosen = backend_obj or get_backend(spec.backend)
     chosen.check(spec)
+    _check_scale_out(spec, ref.url)
+    if storage and not spec.artifacts:
+        warnings.append(f"study {name!r} has no artifact store (--artifacts): the models of the trials this worker "
+                        f"runs stay in {ref.dir} on this machine, where the search that owns the study cannot "
+                        "load them")
     if warm:
         chosen.warm_up([make_runner.__module__])
     session = Session(ref, spec, registry, resolved, bundle, metric, chosen, warnings=warnings,
@@ -264,7 +310,7 @@ def run(session: Session, on_progress: Callable[[Snapshot], None] | None = None,
     session.ref.ensure_dir()
     spec = session.spec
     study = session.ref.load()
-    lock = claim_lock(study._storage, session.ref.dir)
+    lock = claim_lock(study._storage, session.ref.dir, session.ref.name)
     if owner:
         _store_spec(study, spec, lock, session.read_target)
     session.requeued = recover(study, lock)
@@ -316,7 +362,7 @@ def _run_until_done(session: Session, study: optuna.Study, job: Job, stop: StopS
     """Run the backend; as the owner of the search, also wait for trials that other processes
     (``automl worker``) still run, so that finalize sees the whole study, and run the backend
     again for trials they left to redo (a worker that died: its trial is re-queued)."""
-    spec, lock = session.spec, claim_lock(study._storage, session.ref.dir)
+    spec, lock = session.spec, claim_lock(study._storage, session.ref.dir, session.ref.name)
     outcome = session.backend.run(job, spec, stop, on_progress, poll_s)
     if not owner:
         return outcome
@@ -342,7 +388,7 @@ def _run_until_done(session: Session, study: optuna.Study, job: Job, stop: StopS
 def rebuild_ensemble(name: str, size: int, plugin_paths: list[str] | None = None) -> dict[str, Any] | None:
     """``automl ensemble NAME``: build a stored study's ensemble again over its best ``size``
     trials (0 removes it). Plans like a resume (plugin, data), runs no trial."""
-    from automl.search.finalize import build_ensemble, rank_trials
+    from automl.search.finalize import build_ensemble
     from automl.study.store import ENSEMBLE_KEY
 
     session = plan_resume(name, plugin_paths=plugin_paths, force=True)
@@ -350,5 +396,8 @@ def rebuild_ensemble(name: str, size: int, plugin_paths: list[str] | None = None
     if size == 0:
         study.set_user_attr(ENSEMBLE_KEY, None)
         return None
+    store = open_store(session.spec.artifacts)
+    if store is not None:
+        _fetch_ranked(session, study, store)
     ranked = rank_trials(study, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     return build_ensemble(session, study, ranked, size)

@@ -68,18 +68,94 @@ def owner_record(device: str | None = None) -> dict[str, Any]:
     return {**_OWNER[pid], **({"device": device} if device else {})}
 
 
-def claim_lock(storage: Any, study_dir: Path) -> Any:
+def claim_lock(storage: Any, study_dir: Path, study_name: str | None = None) -> Any:
     """The lock every claim and every recovery of a study holds, so that processes working
     one study never both take the last slot or both re-queue one dead trial.
 
-    A file lock beside the study (``slots.lock``) serializes processes on one machine; an
-    in-memory study lives in one process, so a thread lock does there."""
+    On PostgreSQL (and MySQL) the lock is the database's own (:class:`DatabaseLock`, keyed by
+    the study's name, ``study_dir``'s name by default), so processes on different machines
+    exclude one another. On SQLite, which only one machine can use, a file lock beside the
+    study (``slots.lock``) serializes the processes; an in-memory study lives in one process,
+    so a thread lock does there."""
     if isinstance(storage, optuna.storages.InMemoryStorage):
         return _THREAD_LOCKS.setdefault(id(storage), threading.Lock())
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)  # under Optuna's cache
+    if engine is not None and engine.dialect.name in DatabaseLock.SQL:
+        return DatabaseLock(engine, study_name or study_dir.name)
     from filelock import FileLock
 
     study_dir.mkdir(parents=True, exist_ok=True)
     return FileLock(str(study_dir / "slots.lock"))
+
+
+class DatabaseLock:
+    """A study's claim lock held in its database server: a session-level advisory lock on
+    PostgreSQL (``pg_advisory_lock``), a named lock on MySQL (``GET_LOCK``), on a connection of
+    its own for as long as it is held.
+
+    Every process on every machine that reaches the study's storage takes the same lock, so
+    the claims are serialized by the database rather than by a file only one machine sees. A
+    process that dies holding it (``kill -9``, a machine lost) loses its connection, and the
+    server releases the lock with it. Re-entrant in one process (the session takes it around a
+    recovery that a claim may nest), like the file lock it replaces on these storages.
+    Written by hand: SQLAlchemy and Optuna have no advisory-lock helper.
+    """
+
+    #: (take, release) per SQLAlchemy dialect; ``:key`` is a signed 64-bit number on PostgreSQL
+    #: and a name of at most 64 characters on MySQL (where -1 waits without a time limit).
+    SQL = {
+        "postgresql": ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)"),
+        "mysql": ("SELECT GET_LOCK(:key, -1)", "SELECT RELEASE_LOCK(:key)"),
+    }
+
+    def __init__(self, engine: Any, study_name: str) -> None:
+        import hashlib
+
+        self.engine, self.study_name = engine, study_name
+        digest = hashlib.sha256(f"automl-claim:{study_name}".encode()).digest()
+        self.key: int | str = (int.from_bytes(digest[:8], "big", signed=True)
+                               if engine.dialect.name == "postgresql" else "automl-claim:" + digest.hex()[:48])
+        self._take, self._release = self.SQL[engine.dialect.name]
+        self._guard = threading.RLock()
+        self._depth = 0
+        self._con: Any = None
+
+    def __enter__(self) -> DatabaseLock:
+        from sqlalchemy import text
+
+        self._guard.acquire()
+        try:
+            if self._depth == 0:
+                con = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                try:
+                    con.execute(text(self._take), {"key": self.key})
+                except BaseException:
+                    con.invalidate()  # really closed, not pooled: a lock taken just before an interrupt ends
+                    con.close()
+                    raise
+                self._con = con
+            self._depth += 1
+        except BaseException:
+            self._guard.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from sqlalchemy import text
+
+        try:
+            self._depth -= 1
+            if self._depth == 0:
+                con, self._con = self._con, None
+                try:
+                    con.execute(text(self._release), {"key": self.key})
+                except BaseException:
+                    con.invalidate()  # the server session ends, and the lock with it
+                    raise
+                finally:
+                    con.close()
+        finally:
+            self._guard.release()
 
 
 _THREAD_LOCKS: dict[int, threading.Lock] = {}
@@ -107,7 +183,7 @@ class Slots:
     def __init__(self, study: optuna.Study, storage, lock_path: Path, device: str | None = None) -> None:
         self.study, self.storage, self.device = study, storage, device
         self.study_id = storage.get_study_id_from_name(study.study_name)
-        self.lock = claim_lock(storage, lock_path.parent)
+        self.lock = claim_lock(storage, lock_path.parent, study.study_name)
 
     def claim(self) -> optuna.Trial | None:
         with self.lock:

@@ -37,6 +37,10 @@ BASELINE_KEY = "automl:baselines"
 SUMMARY_KEY = "automl:data_summary"
 BEST_KEY = "automl:best"
 ENSEMBLE_KEY = "automl:ensemble"
+#: Study system attr: the artifact ids of ``best/``'s files in the study's ``--artifacts`` store.
+BEST_ARTIFACTS_KEY = "automl:best_artifacts"
+#: Trial system attr: the artifact id of a running trial's latest checkpoint in that store.
+CHECKPOINT_KEY = "automl:checkpoint"
 #: Trials that used up a slot of the target: finished ones.
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 STUDY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -69,7 +73,7 @@ def validate_study_name(name: str) -> str:
 
 def validate_storage_url(url: str) -> str:
     """Check a ``--storage`` URL without connecting or writing anything."""
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+    scheme = url_scheme(url)
     if scheme not in RDB_SCHEMES:
         raise UserError(f"unsupported storage URL {url!r}; valid schemes: sqlite:///PATH, "
                         "postgresql://..., mysql://...")
@@ -88,6 +92,27 @@ def validate_storage_url(url: str) -> str:
         if not parent.is_dir():
             raise UserError(f"storage URL {url!r}: folder {parent} does not exist")
     return url
+
+
+#: Where the storage URL's database lives is shown to the user as this in refusals.
+POSTGRES_HINT = "--storage postgresql+psycopg://USER:PASSWORD@HOST:5432/DB (pip install 'automl[postgres]')"
+
+
+def url_scheme(url: str) -> str:
+    """``sqlite``, ``postgresql`` or ``mysql`` (the driver after ``+`` dropped)."""
+    return url.split(":", 1)[0].split("+", 1)[0].lower() if ":" in url else ""
+
+
+def require_shared(url: str | None, what: str) -> None:
+    """Refuse a storage that only one machine can use for ``what`` (a Ray cluster, a worker on
+    another machine): SQLite locks through the file system, and its WAL mode, which automl
+    uses, does not work over a network file system (sqlite.org/wal.html), so processes on
+    several machines would corrupt the study or block one another. ``None`` is the default
+    storage, a SQLite file in the study folder."""
+    if url is None or url_scheme(url) == "sqlite":
+        shown = url or "the default storage, studies/NAME/study.db"
+        raise UserError(f"{what} needs a storage every machine reaches over the network; SQLite ({shown}) works "
+                        f"on one machine only: use {POSTGRES_HINT}")
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -133,13 +158,24 @@ def make_storage(url: str, create: bool = False) -> RDBStorage:
             _check_sqlite(db)
         with closing(sqlite3.connect(db, timeout=60)) as con:
             con.execute("PRAGMA journal_mode=WAL")
-    storage = RDBStorage(
-        url,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=HEARTBEAT_S,
-        grace_period=GRACE_S,
-        skip_table_creation=not create,
-    )
+    for attempt in range(3):
+        try:
+            storage = RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_S,
+                grace_period=GRACE_S,
+                skip_table_creation=not create,
+            )
+            break
+        except Exception as exc:  # re-raised unless it is the race below
+            # Two processes making the schema of a new server database at once (a search
+            # creating its study while a worker already polls for it): PostgreSQL's CREATE
+            # TABLE / CREATE TYPE is not idempotent under concurrency, and the loser gets a
+            # unique violation on the catalog. The tables exist then: doing it again passes.
+            race = "pg_type_typname_nsp_index" in str(exc) or "already exists" in str(exc)
+            if db is not None or attempt == 2 or not race:
+                raise
     if db is not None:
         # In WAL mode, synchronous=NORMAL still survives a killed process (only a power cut
         # can lose the last commits) and makes every commit several times cheaper.
@@ -290,11 +326,14 @@ def _remove_empty(ref: StudyRef) -> None:
 
 def open_ref(name: str, storage: str | None = None) -> StudyRef:
     """The stored study NAME. With ``storage`` (``automl worker NAME --storage URL`` on another
-    machine), the study is looked up in that storage; its local folder is made when used."""
+    machine), the study is looked up in that storage; its local folder is made when used. A
+    SQLite ``storage`` is refused: a study in a SQLite file is worked on from the folder that
+    holds it (``AUTOML_STUDIES``), on its machine."""
     validate_study_name(name)
     folder = studies_root() / name
     if storage:
-        return StudyRef(name, folder, validate_storage_url(storage))
+        require_shared(validate_storage_url(storage), "automl worker --storage (a worker on another machine)")
+        return StudyRef(name, folder, storage)
     if not folder.is_dir():
         known = ", ".join(r.name for r in list_refs()) or "none"
         raise UserError(f"unknown study {name!r} in {folder.parent}; studies: {known}")

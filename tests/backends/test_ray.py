@@ -62,7 +62,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_search_on_a_ray_start_cluster(cli, studies):
+def test_search_on_a_ray_start_cluster(cli, studies, postgres_db):
+    """A Ray cluster needs a storage every node reaches: PostgreSQL (SQLite is refused)."""
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's Unix socket paths
     ports = [f"--{name}={_free_port()}" for name in (
@@ -79,9 +80,9 @@ def test_search_on_a_ray_start_cluster(cli, studies):
             assert head.poll() is None, "ray start exited"
             time.sleep(0.5)
         res = cli("search", *QUICK, "--backend", "ray", "--address", f"127.0.0.1:{port}",
-                       "--trials", "2", "--study", "c1")
+                  "--trials", "2", "--study", "c1", "--storage", postgres_db)
         assert res.code == 0, res.err
-        trials = _trials(studies, "c1")
+        trials = optuna.load_study(study_name="c1", storage=postgres_db).trials
         assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 2
         # the trials ran in the cluster's workers, not in a Ray started by the search
         assert {t.user_attrs["worker"]["ray"]["address"].rsplit(":", 1)[1] for t in trials} == {str(port)}
