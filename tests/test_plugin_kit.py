@@ -228,3 +228,175 @@ def test_the_kit_samples_all_spaces_into_one_study(tmp_path):
     shared = results[("study", "spaces on blobs")]
     assert shared.status == "fail" and "batch_size" in shared.reason and "training parameters" in shared.reason
     assert results[("define", "space wide on blobs")].status == "pass"  # fine on its own
+
+
+ARRAY_PLUGIN = '''
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from automl import DataBundle, DataInfo, Dataset, PluginInfo, SearchSpace, Split, UserError, hookimpl, metrics
+from automl.data import predict_rows, three_way_split
+
+
+def load_blobs(path, options, seed):
+    """Two classes of 3 features: class 1 is centred at (2, 2, 2), class 0 at the origin."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 300)
+    x = (rng.normal(size=(300, 3)) + 2.0 * y[:, None]).astype(np.float32)
+    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    parts = [torch.from_numpy(i) for i in three_way_split(300, seed, stratify=y)]
+    return DataBundle(*(Split(X[i], Y[i]) for i in parts),
+                      DataInfo("classification", num_classes=2, input_shape=(3,), class_names=["low", "high"]))
+
+
+def predict_blobs(model, path, ctx):
+    try:
+        x = np.loadtxt(path, delimiter=",", dtype=np.float32, ndmin=2)
+    except ValueError as exc:
+        raise UserError(f"{path}: not rows of 3 numbers ({exc})") from None
+    return predict_rows(model, torch.from_numpy(x), range(len(x)), ctx)
+
+
+class Centroids:
+    """Nearest centroid: class probabilities are a softmax of minus the squared distances."""
+
+    def __init__(self, cfg, info):
+        self.temperature, self.centroids = float(cfg["temperature"]), None
+
+    def fit(self, train, val, info):
+        x, y = train.inputs.numpy(), train.targets.numpy()
+        self.centroids = np.stack([x[y == c].mean(0) for c in range(info.num_classes)])
+
+    def predict(self, inputs):
+        d = ((inputs.numpy()[:, None, :] - self.centroids[None]) ** 2).sum(-1)
+        z = np.exp(-(d - d.min(1, keepdims=True)) / self.temperature)
+        return z / z.sum(1, keepdims=True)
+
+    def save(self, folder):
+        np.save(Path(folder) / "centroids.npy", self.centroids, allow_pickle=False)
+
+    def load(self, folder):
+        self.centroids = np.load(Path(folder) / "centroids.npy", allow_pickle=False)
+
+
+class Forgetful(Centroids):
+    """Broken on purpose: save keeps the config but loses the fitted centroids."""
+
+    def save(self, folder):
+        (Path(folder) / "config.json").write_text(json.dumps({"temperature": self.temperature}))
+
+    def load(self, folder):
+        self.temperature = json.loads((Path(folder) / "config.json").read_text())["temperature"]
+        self.centroids = np.zeros((2, 3))
+
+
+class Pickler(Centroids):
+    """Broken on purpose: save pickles (under a name that does not say so)."""
+
+    def save(self, folder):
+        (Path(folder) / "state.bin").write_bytes(pickle.dumps(self.centroids))
+
+    def load(self, folder):
+        self.centroids = pickle.loads((Path(folder) / "state.bin").read_bytes())
+
+
+def define(trial, info):
+    return {"temperature": trial.suggest_float("temperature", 0.5, 2.0)}
+
+
+def build_centroids(config, info):
+    return Centroids(config, info)
+
+
+def build_forgetful(config, info):
+    return Forgetful(config, info)
+
+
+def build_pickler(config, info):
+    return Pickler(config, info)
+
+
+@hookimpl
+def plugin_info():
+    return PluginInfo(name="arrays", default_dataset="blobs", default_space="centroids", default_metric="accuracy")
+
+
+@hookimpl
+def register_datasets(register):
+    register(Dataset("blobs", "classification", load_blobs, predict_new=predict_blobs))
+
+
+@hookimpl
+def register_spaces(register):
+    register(SearchSpace("centroids", ("classification",), define, build_centroids))
+    register(SearchSpace("forgetful", ("classification",), define, build_forgetful))
+    register(SearchSpace("pickler", ("classification",), define, build_pickler))
+
+
+@hookimpl
+def register_metrics(register):
+    register(metrics.ACCURACY)
+'''
+
+
+def test_kit_checks_the_array_model_protocol_and_predict_new(tmp_path):
+    """Models that are not torch modules: a nearest-centroid ArrayModel passes; one whose save
+    loses its fitted state, and one that saves a pickle, fail with the reason named. The
+    dataset's predict_new runs with the passing model on new rows."""
+    from automl.plugins import load_registry
+
+    plugin = tmp_path / "arrays.py"
+    plugin.write_text(ARRAY_PLUGIN)
+    registry = load_registry([str(plugin)], only={"arrays"})  # this plugin only, loaded once for three runs
+    rows = tmp_path / "new.csv"
+    np.savetxt(rows, [[0.1, -0.2, 0.0], [2.1, 1.9, 2.2], [1.8, 2.3, 2.0]], delimiter=",")
+    results = _by(check_plugin("arrays", registry=registry, n_configs=1, new_data={"blobs": rows}))
+    good = results[("model", "space centroids on blobs")]
+    assert good.status == "pass" and "load gives identical predictions" in good.reason, good
+    assert "save wrote centroids.npy (no pickle)" in good.reason
+    forgetful = results[("model", "space forgetful on blobs")]
+    assert forgetful.status == "fail", forgetful
+    assert "predicts differently" in forgetful.reason and "save() must keep everything predict() needs" \
+        in forgetful.reason
+    pickler = results[("model", "space pickler on blobs")]
+    assert pickler.status == "fail" and "wrote pickle" in pickler.reason and "state.bin: a pickle stream" \
+        in pickler.reason, pickler
+    predicted = results[("predict", "space centroids on blobs")]
+    assert predicted.status == "pass" and "3 rows from new.csv" in predicted.reason, predicted
+    assert {k for k, r in results.items() if r.status == "fail"} == {("model", "space forgetful on blobs"),
+                                                                      ("model", "space pickler on blobs")}
+    # without new data the predict check is skipped, saying what to give; refused new data fails
+    skipped = _by(check_plugin("arrays", registry=registry, n_configs=1))[("predict", "dataset blobs")]
+    assert skipped.status == "skip" and "new_data={'blobs': PATH}" in skipped.reason
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n")
+    refused = _by(check_plugin("arrays", registry=registry, n_configs=1, new_data={"blobs": bad}))
+    assert refused[("predict", "space centroids on blobs")].status == "fail"
+    assert "not rows of 3 numbers" in refused[("predict", "space centroids on blobs")].reason
+
+
+def test_find_pickles_sees_pickle_streams_object_arrays_and_zips(tmp_path):
+    import pickle
+    import zipfile
+
+    import torch
+
+    from automl.testing import find_pickles
+
+    (tmp_path / "ok.npy").write_bytes(b"")
+    np.save(tmp_path / "ok.npy", np.arange(3), allow_pickle=False)
+    (tmp_path / "ok.json").write_text('{"a": 1}')
+    assert find_pickles(tmp_path) == []
+    (tmp_path / "blob").write_bytes(pickle.dumps({"a": 1}))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "weights.pt")
+    with zipfile.ZipFile(tmp_path / "outer.zip", "w") as z:
+        z.writestr("inner/model.pkl", b"not even a pickle")
+    found = "\n".join(find_pickles(tmp_path))
+    assert "blob: a pickle stream" in found
+    assert "objects.npy: a numpy array of Python objects" in found
+    assert "weights.pt!" in found and "data.pkl" in found
+    assert "outer.zip!inner/model.pkl: a pickle file (by its name)" in found

@@ -23,7 +23,15 @@ What is checked (each result names the object it is about):
   of an in-memory Optuna study) gives a JSON-able config; the model is built from the JSON
   form (after ``prepare``), runs forward and backward on a real batch (or the space's
   ``step``), evaluates the validation split, and its ``state_dict`` saves and loads with
-  ``weights_only=True``.
+  ``weights_only=True``. A model that is not a torch module (an :class:`automl.ArrayModel`:
+  gradient boosting...) is fitted on the first train rows instead; its ``predict`` gives
+  finite floats of the task's shape (``(N, C)`` probabilities summing to 1, or ``(N,)``
+  values), ``save`` writes into an empty folder and no pickle (:func:`find_pickles`), and a
+  model freshly built from the same config and ``load``-ed from it predicts identically.
+- ``predict``: a dataset's ``predict_new`` (what ``automl predict`` runs) with a model of
+  every space, on ``new_data={dataset: PATH}`` (else the dataset's sample data, skipped when
+  its reader refuses that format): :class:`automl.Predictions` rows, ``id`` first, a class
+  name and probabilities summing to 1, or a finite value; skipped without new data.
 - ``study``: all the spaces that fit a dataset sample into one study, as a search of several
   spaces does (model parameters are per space; training parameters are shared and must agree).
 - ``metric``, ``order``: every metric declares a direction, and scores perfect predictions
@@ -39,6 +47,7 @@ pytest fixtures ``automl_check``, ``automl_cli`` and ``automl_studies`` are regi
 the ``pytest11`` entry point (:mod:`automl.pytest_plugin`): no conftest is needed.
 """
 
+from automl.testing._array_checks import find_pickles
 from automl.testing._kit import CheckResult, assert_conforms, check_plugin
 
-__all__ = ["CheckResult", "assert_conforms", "check_plugin"]
+__all__ = ["CheckResult", "assert_conforms", "check_plugin", "find_pickles"]

@@ -18,7 +18,7 @@ from typing import Any
 from automl.errors import UserError
 from automl.plugins import KINDS, LoadedPlugin, Registry, load_registry
 from automl.study.resolve import parse_options, resolve
-from automl.testing import _data_checks, _model_checks
+from automl.testing import _array_checks, _data_checks, _model_checks
 from automl.testing._data_checks import CheckFailed, Skip
 from automl.types import NAME_RE, DataBundle, EpochEvent, StudyEvent, TrialEvent
 
@@ -78,13 +78,17 @@ def _describe(exc: BaseException) -> str:
 def check_plugin(name: str, *, sample_data: Mapping[str, str | os.PathLike] | None = None,
                  options: Mapping[str, Mapping[str, Any]] | None = None,
                  plugin_paths: list[str] | tuple[str, ...] = (), seed: int = 0, n_configs: int = 2,
-                 batch_size: int = 8, registry: Registry | None = None) -> list[CheckResult]:
+                 batch_size: int = 8, registry: Registry | None = None,
+                 new_data: Mapping[str, str | os.PathLike] | None = None) -> list[CheckResult]:
     """Run every conformance check on the plugin ``name`` and return the results.
 
     ``sample_data`` maps a dataset that needs ``--data`` to a sample path (other such datasets
     are skipped); ``options`` maps a dataset to its ``--option`` values; ``plugin_paths`` loads
     plugins that are not installed (like ``--plugin-path``). ``n_configs`` configs of each
-    space are drawn and built. Raises :class:`automl.UserError` for an unknown or blocked
+    space are drawn and built. ``new_data`` maps a dataset with a ``predict_new`` to a file or
+    folder of new data in the format it reads: its ``predict_new`` then runs with a model of
+    every space (without it, a dataset's sample data is tried, and the check is skipped when
+    the reader refuses that format). Raises :class:`automl.UserError` for an unknown or blocked
     plugin; a broken one gives a failed ``load`` result.
     """
     registry = registry or load_registry(list(plugin_paths))
@@ -99,14 +103,16 @@ def check_plugin(name: str, *, sample_data: Mapping[str, str | os.PathLike] | No
     run.do("defaults", f"plugin {name}", lambda: _check_defaults(registry, plugin))
 
     bundles: dict[str, DataBundle] = {}
+    opts_of: dict[str, dict[str, Any]] = {}
     samples = {k: str(v) for k, v in (sample_data or {}).items()}
-    for unknown in sorted(set(samples) | set(options or {})):
+    fresh = {k: str(v) for k, v in (new_data or {}).items()}
+    for unknown in sorted(set(samples) | set(options or {}) | set(fresh)):
         if unknown not in plugin.datasets:
             raise UserError(f"plugin {name!r} has no dataset {unknown!r}; datasets: "
                             f"{', '.join(sorted(plugin.datasets)) or 'none'}")
     for ds in plugin.datasets.values():
         target = f"dataset {ds.name}"
-        opts = parse_options(ds, dict((options or {}).get(ds.name, {})))
+        opts = opts_of[ds.name] = parse_options(ds, dict((options or {}).get(ds.name, {})))
         bundle = run.do("dataset", target, lambda: _data_checks.load(name, ds, samples.get(ds.name), opts, seed))
         if bundle is None:
             continue
@@ -118,6 +124,7 @@ def check_plugin(name: str, *, sample_data: Mapping[str, str | os.PathLike] | No
 
     outputs: dict[str, tuple[Any, Any]] = {}
     defined: dict[str, list[Any]] = {}  # dataset -> the spaces whose own define check passed on it
+    models: dict[str, list[Any]] = {}  # dataset -> (space, (model, prepared data, config)) per space
     for space in plugin.spaces.values():
         fitting = [(n, b) for n, b in bundles.items() if b.info.task in space.tasks]
         if not fitting:
@@ -133,11 +140,16 @@ def check_plugin(name: str, *, sample_data: Mapping[str, str | os.PathLike] | No
                                                                             batch_size))
             if out is not None and out[1] is not None:
                 outputs.setdefault(ds_name, out[1])
+            if out is not None:
+                models.setdefault(ds_name, []).append((space, out[2]))
 
     for ds_name, fitting in defined.items():
         if len(fitting) > 1:
             run.do("study", f"spaces on {ds_name}",
                    lambda: _model_checks.check_shared_study(fitting, bundles[ds_name], seed, n_configs))
+
+    for ds_name, fitted in models.items():
+        _check_predict(run, plugin.datasets[ds_name], fitted, opts_of[ds_name], fresh, samples)
 
     for metric in plugin.metrics.values():
         target = f"metric {metric.name}"
@@ -158,6 +170,21 @@ def assert_conforms(name: str, **kwargs: Any) -> list[CheckResult]:
         lines = "\n".join(f"  - {r.check} {r.target}: {r.reason}" for r in failed)
         raise AssertionError(f"plugin {name!r} fails {len(failed)} conformance check(s):\n{lines}")
     return results
+
+
+def _check_predict(run: _Run, ds: Any, fitted: list[Any], options: dict[str, Any], fresh: dict[str, str],
+                   samples: dict[str, str]) -> None:
+    """``predict_new`` of a dataset that has one, with a model of each space checked on it."""
+    if ds.predict_new is None:
+        return
+    try:
+        path, explicit = _array_checks.new_data_for(ds, fresh, samples)
+    except Skip as exc:
+        run.results.append(CheckResult("predict", f"dataset {ds.name}", "skip", str(exc)))
+        return
+    for space, (model, data, config) in fitted:
+        run.do("predict", f"space {space.name} on {ds.name}",
+               lambda: _array_checks.check_predict_new(ds, space, model, config, data, options, path, explicit))
 
 
 def _check_names(plugin: LoadedPlugin) -> str:

@@ -14,8 +14,9 @@ import torch
 
 from automl.errors import UserError
 from automl.study.sampling import SpaceTrial, sample_config
+from automl.testing._array_checks import check_array_model
 from automl.testing._data_checks import CheckFailed, Skip
-from automl.training import CheckError, build_model, check_space, suggest_training
+from automl.training import CheckError, build_model, check_space, fits_itself, suggest_training
 from automl.types import (
     DIRECTIONS,
     TASKS,
@@ -89,12 +90,17 @@ def check_shared_study(spaces: list[SearchSpace], bundle: DataBundle, seed: int,
 
 
 def check_model(space: SearchSpace, bundle: DataBundle, configs: list[dict[str, Any]], seed: int,
-                batch_size: int) -> tuple[str, tuple[Any, Any] | None]:
+                batch_size: int) -> tuple[str, tuple[Any, Any] | None, tuple[Any, DataBundle, dict[str, Any]]]:
     """Build each config's model, run forward and backward on a real train batch, evaluate the
     validation split (:func:`automl.training.check_space`, as a search does before its first
-    trial), and save / load the weights as the engine does."""
+    trial), and save / load the weights as the engine does. A model that is not a torch
+    module (an :class:`automl.ArrayModel`) is fitted on the first train rows instead, and its
+    protocol is checked (:func:`automl.testing._array_checks.check_array_model`).
+
+    Returns the reason, the first output of a dataset's own ``evaluate`` (else ``None``) and
+    the last ``(model, prepared data, config)``, for the ``predict_new`` check."""
     first_output = None
-    params = 0
+    params, kinds, last = 0, [], None
     for config in configs:
         full = {"space": space.name, **config}  # what the engine gives prepare: space, model, train
         data = space.prepare(bundle, full) if space.prepare is not None else bundle
@@ -105,10 +111,20 @@ def check_model(space: SearchSpace, bundle: DataBundle, configs: list[dict[str, 
                                         eval_rows=EVAL_ROWS)
         except CheckError as exc:
             raise CheckFailed(str(exc)) from None
-        params = sum(p.numel() for p in model.parameters())
         first_output = first_output if first_output is not None else (output if data.evaluate is not None else None)
-        _check_weights(model, space, config, data.info)
-    return f"{len(configs)} models, forward + backward ok ({params:,} parameters in the last)", first_output
+        if isinstance(model, torch.nn.Module):
+            params = sum(p.numel() for p in model.parameters())
+            _check_weights(model, space, config, data.info)
+            kinds.append("closed form" if fits_itself(model) else "module")
+        else:
+            kinds.append(check_array_model(model, space, config, data, EVAL_ROWS))
+        last = (model, data, config)
+    if all(k == "module" for k in kinds):
+        return f"{len(configs)} models, forward + backward ok ({params:,} parameters in the last)", first_output, last
+    if all(k == "closed form" for k in kinds):
+        return (f"{len(configs)} models fitted by their own fit() (closed form); the state_dict saves and loads",
+                first_output, last)
+    return f"{len(configs)} models; {kinds[-1]}", first_output, last
 
 
 def _check_weights(model: torch.nn.Module, space: SearchSpace, config: dict[str, Any], info: DataInfo) -> None:
