@@ -130,10 +130,10 @@ def test_existing_study_name_refused(cli, studies):
 
 FIRST_PARTY_SPACES = {
     "vision": ["mlp", "cnn", "resnet", "mobilenet"],
-    "text": ["bag", "cnn", "rnn", "transformer"],
-    "tabular": ["mlp", "resmlp"],
-    "recsys": ["mf", "ncf", "two_tower"],
-    "bio": ["cnn", "cnn_rnn", "transformer"],
+    "text": ["bag", "cnn", "rnn", "transformer", "tfidf"],
+    "tabular": ["mlp", "resmlp", "gbm"],
+    "recsys": ["mf", "ncf", "two_tower", "ease", "itemknn"],
+    "bio": ["cnn", "cnn_rnn", "transformer", "kmer"],
 }
 
 

@@ -85,14 +85,16 @@ def sample_config(spaces: dict[str, SearchSpace], trial: Any, info: DataInfo,
 def start_params(spaces: dict[str, SearchSpace], info: DataInfo) -> list[dict[str, Any]]:
     """The trials a search enqueues before it samples, as Optuna parameters: every space's
     ``starts`` (model parameters moved under the space's prefix), and, when several spaces
-    share the study, one trial of each space that has none, so every space is tried."""
+    share the study, one trial of each space that has none, so every space is tried. Taken
+    round-robin over the spaces (each space's first start, then each one's second...): a
+    search of few trials tries every space before a second start of any."""
     import optuna
 
-    out: list[dict[str, Any]] = []
+    per_space: list[list[dict[str, Any]]] = []
     for name, space in spaces.items():
         if not space.starts:
             if len(spaces) > 1:
-                out.append({"space": name})
+                per_space.append([{"space": name}])
             continue
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         if len(spaces) > 1:
@@ -100,7 +102,7 @@ def start_params(spaces: dict[str, SearchSpace], info: DataInfo) -> list[dict[st
         trial = study.ask()
         sample_config(spaces, trial, info)
         prefixed = {p for p in trial.params if p.startswith(f"{name}.")}
-        for start in space.starts:
-            params = {(f"{name}.{k}" if f"{name}.{k}" in prefixed else k): v for k, v in start.items()}
-            out.append({**params, **({"space": name} if len(spaces) > 1 else {})})
-    return out
+        per_space.append([{**{(f"{name}.{k}" if f"{name}.{k}" in prefixed else k): v for k, v in start.items()},
+                           **({"space": name} if len(spaces) > 1 else {})} for start in space.starts])
+    longest = max((len(x) for x in per_space), default=0)
+    return [starts[i] for i in range(longest) for starts in per_space if i < len(starts)]
