@@ -112,8 +112,12 @@ def mcc(y_true, y_pred) -> float:
 
 
 def log_loss(y_true, y_pred) -> float:
-    """Cross-entropy of the class probabilities (clipped away from 0)."""
-    return float(_skm().log_loss(y_true, np.clip(y_pred, 1e-7, 1.0), labels=_classes(y_pred)))
+    """Cross-entropy of the class probabilities (clipped away from 0, then renormalised so
+    that each row still sums to 1: scikit-learn warns on rows that do not)."""
+    clipped = np.clip(np.asarray(y_pred, dtype=np.float64), 1e-7, 1.0)
+    if clipped.ndim == 2:
+        clipped = clipped / clipped.sum(axis=1, keepdims=True)
+    return float(_skm().log_loss(y_true, clipped, labels=_classes(y_pred)))
 
 
 # The regression scores are plain numpy, as accuracy is: they run after every epoch of every

@@ -141,7 +141,7 @@ def test_tabular_round_trip_and_standalone_program(studies, cli, tmp_path):
 def test_text_round_trip_and_kept_weights(studies, cli, tmp_path):
     make_study("txt", "text", trials=2, spaces=["cnn"], options=["size=240"])
     out = tmp_path / "export"
-    assert cli("export", "txt", "--out", out).code == 0
+    assert cli("export", "txt", "--out", out, "--single").code == 0  # the best trial, not the ensemble
     model, info = _best_model("txt")
     from automl.output.artifact import load_artifact, prepared_data, raw_data
     from automl_plugins.text._tokens import decode_texts

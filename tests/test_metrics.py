@@ -37,3 +37,18 @@ def test_accuracy_matches_scikit_learn():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError, match="same"):
         metrics.RMSE.fn(np.zeros(3), np.zeros(4))
+
+
+def test_log_loss_of_confident_probabilities_warns_nothing():
+    """Probabilities of exactly 0 and 1 (a confident gradient-boosting model) are clipped and
+    renormalised: no "y_prob values do not sum to one" warning, a finite loss."""
+    import warnings
+
+    import numpy as np
+
+    from automl.metrics import log_loss
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = log_loss(np.array([0, 1, 1]), np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]))
+    assert np.isfinite(value) and value > 5  # one confident mistake costs about -log(1e-7) / 3
