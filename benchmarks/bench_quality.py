@@ -68,6 +68,8 @@ def _search(root: Path, case: dict[str, Any], seed: int, timeout: int) -> dict[s
             "best_space": (best.get("config") or {}).get("space"),
             "ensemble": ensemble.get("test_value"), "members": len(ensemble.get("members") or {}),
             "baselines": {k: v.get("test") for k, v in (attrs.get("automl:baselines") or {}).items()},
+            "baseline_errors": {k: v["error"] for k, v in (attrs.get("automl:baselines") or {}).items()
+                                if "error" in v},
             "trials": len(finished), "command": " ".join(cmd[2:])}
 
 
@@ -95,7 +97,10 @@ def _summary(case: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]
     final = [r["ensemble"] if r["ensemble"] is not None else r["best"] for r in ok]  # what the user gets
     out["final"] = _stats(final)
     if strong is None:
-        out["vs_strong"] = f"baseline {case['strong']!r} is not registered by the plugin"
+        errors = [r.get("baseline_errors", {}).get(case["strong"]) for r in ok]
+        errors = [e for e in errors if e]
+        out["vs_strong"] = (f"baseline {case['strong']!r} was not fitted in any run: {errors[0]}" if errors else
+                            f"baseline {case['strong']!r} is not registered by the plugin")
     else:
         out["beats_strong_best"] = better(out["best"]["mean"], strong["mean"])
         out["beats_strong_final"] = better(out["final"]["mean"], strong["mean"])
