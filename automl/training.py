@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.errors import TrialFailed
+from automl.errors import TrialFailed, UserError
 from automl.types import (
     ArrayModel,
     DataBundle,
@@ -175,6 +175,27 @@ def save_model(model: nn.Module | ArrayModel, path: Path) -> None:
     model.save(tmp)
     shutil.rmtree(path, ignore_errors=True)
     tmp.replace(path)
+
+
+def load_skops(path: Path, trusted: frozenset[str] | set[str], what: str) -> Any:
+    """Load a scikit-learn object saved with ``skops.io.dump`` (scikit-learn's pickle-free
+    format), trusting only the type names in ``trusted`` beyond those skops trusts by default:
+    a file that asks for any other type (a function, a class from elsewhere: code a loaded file
+    would run) is refused with a :class:`automl.UserError` naming them. ``what`` names the
+    model in that message. For an :class:`ArrayModel`'s ``load``::
+
+        self.pipeline = load_skops(folder / "model.skops", TRUSTED, "a tfidf model")
+    """
+    import skops.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no saved model at {path}")
+    untrusted = skops.io.get_untrusted_types(file=path)
+    refused = sorted(set(untrusted) - set(trusted))
+    if refused:
+        raise UserError(f"{path} holds types {what} does not: refusing to load types {', '.join(refused)}")
+    return skops.io.load(path, trusted=list(untrusted))
 
 
 def load_model(model: nn.Module | ArrayModel, path: Path) -> nn.Module | ArrayModel:

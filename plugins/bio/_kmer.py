@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl import DataBundle, DataInfo, Metric, Split, UserError
+from automl import DataBundle, DataInfo, Metric, Split, training
 from automl_plugins.bio._data import ALPHABETS, COMPLEMENT
 
 MODEL_FILE = "model.skops"
@@ -144,17 +144,8 @@ class KmerModel:
 
 
 def load_skops(path: Path) -> Any:
-    """Load a skops file, trusting only :data:`ALLOWED_TYPES`: a file that asks for any other
-    type is refused with a :class:`automl.UserError`."""
-    import skops.io
-
-    if not path.is_file():
-        raise UserError(f"no saved model at {path}")
-    untrusted = skops.io.get_untrusted_types(file=path)
-    refused = sorted(set(untrusted) - ALLOWED_TYPES)
-    if refused:
-        raise UserError(f"{path}: refusing to load types {', '.join(refused)} (not a kmer model)")
-    return skops.io.load(path, trusted=untrusted)
+    """Load a skops file, trusting only :data:`ALLOWED_TYPES` (:func:`automl.training.load_skops`)."""
+    return training.load_skops(path, ALLOWED_TYPES, "a kmer model")
 
 
 def build_kmer(cfg: dict[str, Any], info: DataInfo) -> KmerModel:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from automl import DataInfo, Split, UserError
+from automl import DataInfo, Split, UserError, training
 from automl_plugins.tabular._baseline import features
 
 FORMAT = "automl-tabular-gbm/1"
@@ -176,19 +176,12 @@ class GradientBoosting:
 
     def load(self, folder: Path) -> None:
         """Load what :meth:`save` wrote, trusting only the types in :data:`TRUSTED`."""
-        import skops.io as sio
-
         folder = Path(folder)
         meta = json.loads((folder / META_FILE).read_text())
         if meta.get("format") != FORMAT:
             raise UserError(f"{folder} is not a saved gbm model (meta.json format {meta.get('format')!r})")
         path = folder / MODEL_FILE
-        untrusted = sio.get_untrusted_types(file=path)
-        unexpected = sorted(set(untrusted) - TRUSTED)
-        if unexpected:
-            raise UserError(f"{path} holds types a gradient boosting model does not: {', '.join(unexpected)}; "
-                            "not loaded")
-        estimator = sio.load(path, trusted=list(untrusted))
+        estimator = training.load_skops(path, TRUSTED, "a gradient boosting model")
         want = "HistGradientBoostingClassifier" if self.info.task == "classification" \
             else "HistGradientBoostingRegressor"
         if type(estimator).__name__ != want:

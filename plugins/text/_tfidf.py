@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from automl import DataBundle, DataInfo, Metric, Split, UserError
+from automl import DataBundle, DataInfo, Metric, Split, training
 from automl_plugins.text._tokens import split_texts, texts_of
 
 #: Word tokens of one or more word characters (keeps "i", "a": the default sklearn pattern
@@ -154,17 +154,8 @@ def expand(proba: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarr
 
 
 def load_skops(path: Path) -> Any:
-    """Load a skops file, trusting only :data:`ALLOWED_TYPES`: a file that asks for any other
-    type (a function, a class from elsewhere) is refused with a :class:`automl.UserError`."""
-    import skops.io
-
-    if not path.is_file():
-        raise UserError(f"no saved model at {path}")
-    untrusted = skops.io.get_untrusted_types(file=path)
-    refused = sorted(set(untrusted) - ALLOWED_TYPES)
-    if refused:
-        raise UserError(f"{path}: refusing to load types {', '.join(refused)} (not a tfidf model)")
-    return skops.io.load(path, trusted=untrusted)
+    """Load a skops file, trusting only :data:`ALLOWED_TYPES` (:func:`automl.training.load_skops`)."""
+    return training.load_skops(path, ALLOWED_TYPES, "a tfidf model")
 
 
 def build_tfidf(cfg: dict[str, Any], info: DataInfo) -> TfidfModel:
