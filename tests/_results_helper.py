@@ -63,3 +63,22 @@ def image_folder(root, per_class: int = 12, size: int = 10, bad: int = 0):
     for i in range(bad):
         (root / "red" / f"broken{i}.png").write_bytes(b"not a png at all")
     return root
+
+
+def iris_test_csv(path) -> list[int]:
+    """Write the raw iris rows of the tabular plugin's test split (seed 0) as a CSV of new
+    data (an ``id`` column, the features, no target); returns their row numbers."""
+    import csv
+
+    from sklearn.datasets import load_iris
+
+    from automl.data import three_way_split
+
+    iris = load_iris()
+    test_idx = three_way_split(len(iris.target), 0, stratify=iris.target)[2]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", *iris.feature_names])
+        for i in test_idx:
+            w.writerow([f"row{i}", *iris.data[i]])
+    return list(test_idx)

@@ -8,7 +8,7 @@ import csv
 
 import numpy as np
 import optuna
-from _results_helper import make_study
+from _results_helper import iris_test_csv, make_study
 
 from automl.search.ensembles import combine, select
 from automl.study.artifacts import PREDICTIONS, load_predictions, load_targets
@@ -60,10 +60,6 @@ def test_changing_the_test_split_leaves_members_and_weights_unchanged(studies, c
 
 
 def test_an_exported_ensemble_predicts_like_the_ensemble_in_memory(studies, cli, tmp_path):
-    from sklearn.datasets import load_iris
-
-    from automl.data import three_way_split
-
     make_study("ensx", "tabular", trials=6, dataset="iris", spaces=["mlp"], ensemble=6)
     record = _study(studies, "ensx").user_attrs["automl:ensemble"]
     weights = {int(n): w for n, w in record["members"].items()}
@@ -72,14 +68,8 @@ def test_an_exported_ensemble_predicts_like_the_ensemble_in_memory(studies, cli,
     r = cli("export", "ensx", "--out", out)
     assert r.code == 0, r.err
     assert (out / "ensemble.json").exists()
-    iris = load_iris()
-    test_idx = three_way_split(len(iris.target), 0, stratify=iris.target)[2]
     data = tmp_path / "new.csv"
-    with open(data, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", *iris.feature_names])
-        for i in test_idx:
-            w.writerow([f"row{i}", *iris.data[i]])
+    iris_test_csv(data)
     r = cli("predict", out, "--data", data, "--out", tmp_path / "pred.csv")
     assert r.code == 0, r.err
     with open(tmp_path / "pred.csv", newline="") as f:

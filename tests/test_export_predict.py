@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _results_helper import image_folder, make_study
+from _results_helper import image_folder, iris_test_csv, make_study
 
 
 def _best_model(name: str):
@@ -41,9 +41,7 @@ def _probs(rows, names):
 
 
 def test_tabular_round_trip_and_standalone_program(studies, cli, tmp_path):
-    from sklearn.datasets import load_iris
 
-    from automl.data import three_way_split
 
     make_study("tab", "tabular", trials=2, dataset="iris")
     out = tmp_path / "export"
@@ -62,14 +60,8 @@ def test_tabular_round_trip_and_standalone_program(studies, cli, tmp_path):
     assert "means" in json.loads((out / "preprocessing.json").read_text())["preprocessing"]
 
     # new rows: the raw iris rows of the test split, written as a CSV without the target
-    iris = load_iris()
-    test_idx = three_way_split(len(iris.target), 0, stratify=iris.target)[2]
     data = tmp_path / "new.csv"
-    with open(data, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", *iris.feature_names])
-        for i in test_idx:
-            w.writerow([f"row{i}", *iris.data[i]])
+    test_idx = iris_test_csv(data)
     r = cli("predict", out, "--data", data, "--out", tmp_path / "pred.csv")
     assert r.code == 0, r.err
     rows = _read_csv(tmp_path / "pred.csv")
