@@ -44,7 +44,7 @@ from automl.study.spec import StudySpec
 from automl.study.store import FINISHED, make_storage, quiet_optuna
 
 
-def _context() -> Any:
+def process_context() -> Any:
     """Worker processes come from a fork server where the platform has one, else are spawned.
 
     The fork server (the standard library's) is started early by :meth:`LocalBackend.warm_up`
@@ -66,7 +66,7 @@ class LocalBackend:
 
     def warm_up(self, modules: list[str]) -> None:
         """Start the fork server now, importing ``modules``, so workers start warm later."""
-        ctx = _context()
+        ctx = process_context()
         if ctx.get_start_method() != "forkserver":
             return
         from multiprocessing import forkserver
@@ -83,13 +83,13 @@ class LocalBackend:
         study = optuna.load_study(study_name=job.study_name, storage=make_storage(job.url))
         started = time.time()
         left = spec.trials - snapshot(study, spec.trials, started).finished
-        ctx = _context()
+        ctx = process_context()
         failures, lock = ctx.Value("i", 0, lock=False), ctx.Lock()
         errors, stop_event = ctx.Queue(), ctx.Event()
         devices = assign_devices(max(1, min(spec.workers, left)), spec.gpus, spec.gpus_per_trial)
         threads = threads_per_worker(len(devices))
         max_failures = spec.failure_limit
-        where = (dict(os.environ), os.getcwd())
+        where = here()
         procs = [ctx.Process(target=worker_main, name=f"automl-worker-{i}",
                              args=(job, device, threads, i, failures, max_failures, lock, errors, stop_event,
                                    where))
@@ -186,7 +186,7 @@ def _drain(q: Any) -> list[str]:
             return out
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """A worker must not outlive ``kill -9`` of the search: it would keep taking trials.
 
     The search process holds the write end of a pipe whose read end is this process's
@@ -235,20 +235,31 @@ def _own_gpu(device: str) -> str:
     return "cuda:0"
 
 
+def here() -> tuple[dict[str, str], str]:
+    """This process's environment and working folder, for a child to :func:`adopt`."""
+    return dict(os.environ), os.getcwd()
+
+
+def adopt(where: tuple[dict[str, str], str]) -> None:
+    """Take the environment and working folder :func:`here` recorded in the parent: a child of
+    the fork server starts with the server's, which plugins reading either would not expect."""
+    env, cwd = where
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+
+
 def worker_main(job: Job, device: str, threads: int, index: int, failures: Any, max_failures: int,
                 lock: Any, errors: Any, stop_event: Any, where: tuple[dict[str, str], str] | None = None) -> None:
     """Entry point of a local worker process. ``where`` is the main process's environment
     and working folder, which a worker forked from the fork server would not otherwise have."""
     should_stop = _ShouldStop(stop_event)
     if where is not None:
-        env, cwd = where
-        os.environ.clear()
-        os.environ.update(env)
-        os.chdir(cwd)
+        adopt(where)
     import optuna
     import torch
 
-    _die_with_parent()
+    die_with_parent()
     shown, device = device, _own_gpu(device)
     try:
         torch.set_num_threads(max(1, threads))

@@ -16,12 +16,11 @@ a trial's, without pickle.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from automl.backends.local import adopt, die_with_parent, here, process_context
 from automl.study.artifacts import save_predictions
 from automl.study.spec import StudySpec
 from automl.types import Baseline, DataBundle, Metric
@@ -61,11 +60,9 @@ def fit_baselines(baselines: list[Baseline], bundle: DataBundle, metric: Metric,
 
 
 def _fit_in_child(todo: list[Baseline], spec: StudySpec, study_dir: Path | None, seconds: float) -> dict[str, Any]:
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    ctx = process_context()
     receive, send = ctx.Pipe(duplex=False)
-    # A fork server's children start with the environment and folder the server had when it
-    # started; the child takes this process's (as a trial worker does), which plugins may read.
-    where = (dict(os.environ), os.getcwd())
+    where = here()  # the child takes this process's environment and folder, as a trial worker does
     proc = ctx.Process(target=_child, name="automl-baselines", daemon=True,
                        args=(spec.to_json(), [b.name for b in todo], str(study_dir) if study_dir else None, send,
                              where))
@@ -106,10 +103,8 @@ def _child(spec_json: dict[str, Any], names: list[str], study_dir: str | None, s
     from automl.study.resolve import check_task_fit, resolve
     from automl.study.store import quiet_optuna
 
-    env, cwd = where
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(cwd)
+    adopt(where)
+    die_with_parent()  # never outlives a search killed with -9
     quiet_optuna()
     spec = StudySpec.from_json(spec_json)
     registry = load_registry(spec.plugin_paths, only={spec.plugin})
