@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from automl import DataBundle, DataInfo, Metric, Split, training
+from automl import DataBundle, DataInfo, Metric, Split
+from automl.training import load_skops as load_trusted_skops
 from automl_plugins.bio._data import ALPHABETS, COMPLEMENT
 
 MODEL_FILE = "model.skops"
@@ -145,7 +146,7 @@ class KmerModel:
 
 def load_skops(path: Path) -> Any:
     """Load a skops file, trusting only :data:`ALLOWED_TYPES` (:func:`automl.training.load_skops`)."""
-    return training.load_skops(path, ALLOWED_TYPES, "a kmer model")
+    return load_trusted_skops(path, ALLOWED_TYPES, "a kmer model")
 
 
 def build_kmer(cfg: dict[str, Any], info: DataInfo) -> KmerModel:

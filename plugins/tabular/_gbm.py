@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from automl import DataInfo, Split, UserError, training
+from automl import DataInfo, Split, UserError
+from automl.training import load_skops
 from automl_plugins.tabular._baseline import features
 
 FORMAT = "automl-tabular-gbm/1"
@@ -181,7 +182,7 @@ class GradientBoosting:
         if meta.get("format") != FORMAT:
             raise UserError(f"{folder} is not a saved gbm model (meta.json format {meta.get('format')!r})")
         path = folder / MODEL_FILE
-        estimator = training.load_skops(path, TRUSTED, "a gradient boosting model")
+        estimator = load_skops(path, TRUSTED, "a gradient boosting model")
         want = "HistGradientBoostingClassifier" if self.info.task == "classification" \
             else "HistGradientBoostingRegressor"
         if type(estimator).__name__ != want:

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from automl import DataBundle, DataInfo, Metric, Split, training
+from automl import DataBundle, DataInfo, Metric, Split
+from automl.training import load_skops as load_trusted_skops
 from automl_plugins.text._tokens import split_texts, texts_of
 
 #: Word tokens of one or more word characters (keeps "i", "a": the default sklearn pattern
@@ -155,7 +156,7 @@ def expand(proba: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarr
 
 def load_skops(path: Path) -> Any:
     """Load a skops file, trusting only :data:`ALLOWED_TYPES` (:func:`automl.training.load_skops`)."""
-    return training.load_skops(path, ALLOWED_TYPES, "a tfidf model")
+    return load_trusted_skops(path, ALLOWED_TYPES, "a tfidf model")
 
 
 def build_tfidf(cfg: dict[str, Any], info: DataInfo) -> TfidfModel:
