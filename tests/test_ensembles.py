@@ -78,3 +78,15 @@ def test_an_exported_ensemble_predicts_like_the_ensemble_in_memory(studies, cli,
     got = np.array([[float(row[f"p_{n}"]) for n in names] for row in rows])
     assert got.shape == in_memory.shape
     assert np.abs(got - in_memory).max() < 1e-5
+
+
+def test_ranking_outputs_are_never_averaged_into_an_ensemble(studies):
+    """A ranking's outputs are top-K item lists: their weighted mean is item numbers that no
+    model recommended (found in the recsys quality runs: the "ensemble" scored below its best
+    member). Such studies hand back the selected trial and store no ensemble."""
+    make_study("rank", "recsys", trials=3, spaces=["ease", "itemknn"], ensemble=3)
+    study = _study(studies, "rank")
+    assert study.user_attrs.get("automl:ensemble") is None
+    assert not (studies / "rank" / "ensemble").exists()
+    assert study.user_attrs["automl:best"]["test_value"] is not None
+

@@ -110,7 +110,7 @@ def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.tr
     members' stored test predictions. Stored as ``automl:ensemble`` and ``ensemble/``."""
     size = session.spec.ensemble if size is None else size
     targets = load_targets(session.ref.dir)
-    if not size or targets is None:
+    if not size or targets is None or not averageable(session.bundle):
         return None
     y_val, y_test = targets
     candidates: dict[int, Any] = {}
@@ -133,6 +133,14 @@ def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.tr
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "ensemble.json").write_text(json.dumps(record, indent=2))
     return {**record, "members": chosen.weights}
+
+
+def averageable(data: Any) -> bool:
+    """Whether models' outputs on ``data`` can be averaged: class probabilities or values per
+    row. A dataset with its own ``evaluate`` returns what its metrics take (a ranking's top-K
+    item lists), and a weighted mean of item numbers is no ranking: its studies get no
+    ensemble; the selected trial is handed back."""
+    return data.evaluate is None and data.info.task in ("classification", "regression")
 
 
 def _prune_models(session: Session, ranked: list[optuna.trial.FrozenTrial], keep: set[int]) -> None:
