@@ -393,6 +393,7 @@ def fit(
     checkpoint_every_s: float = 10.0,
     after_batch: Callable[[], None] | None = None,
     deadline: float | None = None,
+    refit_epochs: int | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train`` and select its best epoch on ``data.val``.
 
@@ -404,6 +405,11 @@ def fit(
     ``deadline`` (a ``time.time()`` value: a time budget): once it passes, the current epoch
     ends after its current batch, is validated and reported, and training stops with the best
     epoch so far (``FitResult.cut``).
+
+    ``refit_epochs`` (a refit, :mod:`automl.search.refit`): train exactly that many epochs of
+    the same schedule (the scheduler still spans ``cfg["epochs"]``, so the learning rate
+    follows the trial's trajectory) and keep the last one; nothing is validated, so
+    ``data.train`` may hold the validation rows too. ``FitResult.best_value`` is then NaN.
     """
     if fits_itself(model):
         return _fit_itself(model, data, metric, device, report)
@@ -449,7 +455,8 @@ def fit(
         first_epoch = int(state["epoch"]) + 1
     last_save, samples, cut = time.perf_counter(), 0, False
 
-    for epoch in range(first_epoch, epochs):
+    refit = refit_epochs is not None
+    for epoch in range(first_epoch, min(epochs, refit_epochs) if refit else epochs):
         model.train()
         total = torch.zeros((), device=device)
         n_batches = 0
@@ -490,6 +497,11 @@ def fit(
         train_loss = float(total) / max(1, n_batches)  # the one sync of the epoch
         if not math.isfinite(train_loss):
             raise TrialFailed(f"loss became {train_loss} at epoch {epoch}")
+        if refit:  # nothing held out to validate on: the last epoch is the one kept
+            history.append({"epoch": float(epoch), "train_loss": train_loss, "value": math.nan})
+            if cut:
+                break
+            continue
         value = score(metric, *evaluate(judged, moved, "val", device))
         history.append({"epoch": float(epoch), "train_loss": train_loss, "value": value})
         if sign * value > sign * best_value:
@@ -504,6 +516,9 @@ def fit(
                              best_epoch, best_state, history, ema)
             last_save = time.perf_counter()
 
+    if refit and history:
+        best_value, best_epoch = math.nan, int(history[-1]["epoch"])
+        best_state = {k: v.detach().clone() for k, v in judged.state_dict().items()}
     if best_state is None:
         raise TrialFailed("no epoch was trained (epochs must be at least 1)")
     model.load_state_dict(best_state)

@@ -174,8 +174,9 @@ def _quality(r: dict[str, Any]) -> list[Row]:
             if "popular_ratio" in row:
                 goal += f", >= {row['popular_goal']}x most-popular (now {row['popular_ratio']}x)"
                 met = met and row["popular_ratio"] >= row["popular_goal"]
+            before = f"; before refit {_spread(row['before_refit'])}" if row.get("before_refit") else ""
             out.append(("quality", f"{where}: what the search hands back vs {row['strong']}",
-                        _spread(row["final"]), f"{row['strong']} {_spread(row['baselines'][row['strong']])}",
+                        _spread(row["final"]), f"{row['strong']} {_spread(row['baselines'][row['strong']])}{before}",
                         goal, _yes(met)))
         if failed:
             out.append(("quality", f"{where}: failed runs", str(len(failed)), str(failed[0]["error"]), "0", "**no**"))

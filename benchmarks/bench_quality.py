@@ -10,6 +10,8 @@ finalize and the ensemble all count against ``T``. Read back from the study afte
 - ``best``: the test score of the single model the search selected (on validation);
 - ``ensemble``: the test score of the post-hoc ensemble (members and weights chosen on
   validation only), where the search built one;
+- ``before_refit``: what the search would hand back without the refit on train + validation
+  (the same selected models as their trials trained them), to measure the refit's gain;
 - the plugin's baseline rows, fitted by the same command on the same split: tuned SVC
   (digits), HistGradientBoosting (breast_cancer, diabetes), TF-IDF logistic regression (text),
   most-popular and EASE (recsys), k-mer logistic regression (bio). A baseline the plugin does
@@ -67,6 +69,11 @@ def _search(root: Path, case: dict[str, Any], seed: int, timeout: int) -> dict[s
             "best": best.get("test_value"), "best_trial": best.get("number"),
             "best_space": (best.get("config") or {}).get("space"),
             "ensemble": ensemble.get("test_value"), "members": len(ensemble.get("members") or {}),
+            # The same models as their trials trained them (before the refit on train + validation):
+            # the refit's gain, measured in the same run.
+            "best_trial_model": (best.get("refit") or {}).get("trial_test_value", best.get("test_value")),
+            "ensemble_trial_models": ensemble.get("trial_test_value", ensemble.get("test_value")),
+            "refit": len(ensemble.get("refit") or ()) + (1 if best.get("refit") else 0),
             "baselines": {k: v.get("test") for k, v in (attrs.get("automl:baselines") or {}).items()},
             "baseline_errors": {k: v["error"] for k, v in (attrs.get("automl:baselines") or {}).items()
                                 if "error" in v},
@@ -91,6 +98,8 @@ def _summary(case: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]
     out["metric"], out["direction"] = ok[0]["metric"], ok[0]["direction"]
     out["best"] = _stats([r["best"] for r in ok])
     out["ensemble"] = _stats([r["ensemble"] for r in ok])
+    out["before_refit"] = _stats([r["ensemble_trial_models"] if r["ensemble"] is not None else r["best_trial_model"]
+                                  for r in ok])
     names = sorted({n for r in ok for n in r["baselines"]})
     out["baselines"] = {n: _stats([r["baselines"].get(n) for r in ok]) for n in names}
     strong = out["baselines"].get(case["strong"])

@@ -141,6 +141,8 @@ HELP = {
                         "from its last epoch.",
     "dry_run": "Check everything and show the plan; write nothing.",
     "ensemble": "Build a post-hoc ensemble from the best N trials' validation predictions (0: none).",
+    "refit": "Train the handed-back models (the best trial, the ensemble's members) again on train + "
+             "validation: auto (small in-memory data, one machine), on, off.",
 }
 
 
@@ -173,6 +175,7 @@ def search(
     log: Annotated[list[str] | None, typer.Option("--log", help=HELP["log"])] = None,
     checkpoint_every: Annotated[float, typer.Option(help=HELP["checkpoint_every"])] = _D.checkpoint_every_s,
     ensemble: Annotated[int, typer.Option(help=HELP["ensemble"])] = _D.ensemble,
+    refit: Annotated[str, typer.Option(help=HELP["refit"])] = _D.refit,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=HELP["dry_run"])] = False,
     plugin_path: PluginPathOpt = [],
 ) -> int:
@@ -186,7 +189,7 @@ def search(
         options=option_pairs(option or []), sampler=sampler, pruner=pruner, seed=seed,
         trials=trials if trials is not None else (AS_MANY_AS_FIT if timeout else DEFAULT_TRIALS),
         timeout=timeout, trial_timeout=trial_timeout, workers=workers, max_failures=max_failures,
-        max_retries=max_retries, max_epochs=max_epochs, ensemble=ensemble, backend=backend,
+        max_retries=max_retries, max_epochs=max_epochs, ensemble=ensemble, refit=refit, backend=backend,
         address=address, artifacts=artifacts, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
         loggers=list(log or []), checkpoint_every_s=checkpoint_every, plugin_paths=list(plugin_path))
     # Until the study is created, Ctrl-C raises at once (nothing is written yet); from then on

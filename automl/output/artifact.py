@@ -249,15 +249,19 @@ def _ensemble_of_study(name: str, plugin_paths: list[str] | None = None) -> Ense
     record = study.user_attrs.get(ENSEMBLE_KEY)
     if not record or len(record.get("members") or {}) < 2:
         return None
-    members = [(from_study(name, int(n), plugin_paths), float(w)) for n, w in record["members"].items()]
+    refit = set(record.get("refit") or ())  # members the search refit on train + validation
+    members = [(from_study(name, int(n), plugin_paths, refit=int(n) in refit), float(w))
+               for n, w in record["members"].items()]
     return EnsembleArtifact(f"study {name!r} ensemble", members, record)
 
 
-def from_study(name: str, trial: int | None, plugin_paths: list[str] | None = None) -> Artifact:
-    """A study's best trial, or trial ``trial`` when its model was kept."""
+def from_study(name: str, trial: int | None, plugin_paths: list[str] | None = None, refit: bool = False) -> Artifact:
+    """A study's best trial (its model as handed back: refit on train + validation where the
+    search refit it), or trial ``trial`` when its model was kept (as its trial trained it; with
+    ``refit``, its refit model, for an ensemble's members)."""
     from optuna.trial import TrialState
 
-    from automl.study.artifacts import fetch_study, saved_model
+    from automl.study.artifacts import fetch_study, refit_model, saved_model
     from automl.study.store import TEST_KEY, open_ref, spec_of
 
     ref = open_ref(name)
@@ -276,9 +280,19 @@ def from_study(name: str, trial: int | None, plugin_paths: list[str] | None = No
     if t.state != TrialState.COMPLETE:
         raise UserError(f"trial {number} of study {name!r} is {t.state.name}, not COMPLETE: it has no model")
     source = f"study {name!r} trial {number}"
-    stored = saved_model(ref.dir / "best") if best is not None and best.get("number") == number else None
-    if stored is not None:
+    is_best = best is not None and best.get("number") == number
+    # best/ holds the handed-back model: the refit one where the search refit it, which
+    # ``--trial N`` (the trial's own model) does not mean.
+    stored = saved_model(ref.dir / "best") if is_best and (trial is None or not best.get("refit")) else None
+    test_value = study.user_attrs.get(TEST_KEY, {}).get(str(number))
+    if stored is None and refit:
+        stored = refit_model(ref.dir, number)
+    elif is_best and best.get("refit") and stored is None:
+        test_value = best["refit"].get("trial_test_value")
+    if stored is not None and is_best:
         config, info, state = best["config"], data_info(best["info"]), best.get("data_state", {})
+    elif stored is not None:
+        config, info, state = t.user_attrs["config"], None, None
     else:
         stored = saved_model(ref.trial_dir(number))
         if stored is None:
@@ -291,8 +305,7 @@ def from_study(name: str, trial: int | None, plugin_paths: list[str] | None = No
     if info is None:
         data = prepared_data(spec, dataset, space, config)
         info, state = data.info, data.state
-    tests = study.user_attrs.get(TEST_KEY, {})
-    return Artifact(source, spec["plugin"], dataset, space, spec, number, t.value, tests.get(str(number)),
+    return Artifact(source, spec["plugin"], dataset, space, spec, number, t.value, test_value,
                     config, info, state, dict(spec.get("options") or {}), stored, dict(t.params))
 
 

@@ -21,7 +21,8 @@ from optuna.trial import TrialState
 
 from automl.backends.devices import main_device
 from automl.search.ensembles import combine, select
-from automl.study.artifacts import load_predictions, load_targets, saved_model
+from automl.search.refit import refit_trials, test_outputs
+from automl.study.artifacts import load_predictions, load_targets, refit_model, saved_model
 from automl.study.store import BEST_KEY, ENSEMBLE_KEY, TEST_KEY
 from automl.training import build_model, evaluate, load_model, save_model, score
 from automl.types import StudyEvent
@@ -67,7 +68,10 @@ def _save_best(session: Session, study: optuna.Study, best: optuna.trial.FrozenT
     kept (``automl:test_values``), so the test split is never a menu of candidates."""
     stored = study.user_attrs.get(BEST_KEY)
     best_dir = session.ref.dir / "best"
-    if stored and stored.get("number") == best.number and saved_model(best_dir) is not None:
+    refits, skipped = refit_trials(session, [best])
+    refit = refits.get(best.number)
+    if stored and stored.get("number") == best.number and saved_model(best_dir) is not None \
+            and bool(stored.get("refit")) == (refit is not None):
         return stored
     config = best.user_attrs["config"]
     space = session.resolved.plugin.spaces[config["space"]]
@@ -81,11 +85,20 @@ def _save_best(session: Session, study: optuna.Study, best: optuna.trial.FrozenT
     if isinstance(model, torch.nn.Module):
         model.to(device)
     y_true, y_pred = evaluate(model, data, "test", device)
-    test_value = score(session.metric, y_true, y_pred)
+    trial_test_value = test_value = score(session.metric, y_true, y_pred)
+    if refit is not None:  # the refit model is what is handed back (decided before any test score)
+        source = refit_model(session.ref.dir, best.number)
+        model = load_model(build_model(space, config["model"], data.info), source)
+        y_true, y_pred = refit.y_test, refit.p_test
+        test_value = score(session.metric, y_true, y_pred)
     study.set_user_attr(TEST_KEY, {str(best.number): test_value})
     info = {"number": best.number, "value": best.value, "test_value": test_value,
             "metric": session.metric.name, "direction": session.metric.direction,
             "params": best.params, "config": config}
+    if refit is not None:
+        info["refit"] = {**refit.record(), "trial_test_value": trial_test_value}
+    elif best.number in skipped:
+        info["refit_skipped"] = skipped[best.number]
     if data.info.task == "classification" and getattr(y_pred, "ndim", 0) == 2:
         from sklearn.metrics import confusion_matrix
 
@@ -124,10 +137,21 @@ def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.tr
     if len(candidates) < 2:
         return None
     chosen = select(candidates, y_val, session.metric, session.bundle.info.task)
-    test_value = score(session.metric, y_test, combine(tests, chosen.weights))
+    trial_test_value = score(session.metric, y_test, combine(tests, chosen.weights))
+    by_number = {t.number: t for t in ranked}
+    order = sorted(chosen.weights, key=lambda n: -chosen.weights[n])  # heaviest first: under a budget they matter most
+    refits, skipped = refit_trials(session, [by_number[n] for n in order])
+    refit_tests = test_outputs(refits)
+    handed = {n: refit_tests.get(n, tests[n]) for n in chosen.weights}
+    test_value = score(session.metric, y_test, combine(handed, chosen.weights))
     record = {"members": {str(n): round(w, 6) for n, w in chosen.weights.items()}, "val_value": chosen.val_value,
               "val_loss": chosen.val_loss, "test_value": test_value, "candidates": list(candidates),
               "metric": session.metric.name, "direction": session.metric.direction}
+    if refit_tests:
+        record["refit"] = sorted(refit_tests)
+        record["trial_test_value"] = trial_test_value
+    if skipped:
+        record["refit_skipped"] = {str(n): why for n, why in skipped.items()}
     study.set_user_attr(ENSEMBLE_KEY, record)
     folder = session.ref.dir / "ensemble"
     folder.mkdir(parents=True, exist_ok=True)
@@ -145,7 +169,14 @@ def averageable(data: Any) -> bool:
 
 def _prune_models(session: Session, ranked: list[optuna.trial.FrozenTrial], keep: set[int]) -> None:
     """Keep the models of the best few trials and of the ensemble's members; a study of big
-    models would fill the disk. Predictions (small) are kept for every trial."""
+    models would fill the disk. Predictions (small) are kept for every trial. Refit models
+    (:mod:`automl.search.refit`) are kept for the selected trial and the ensemble's members
+    only (an ensemble built again may have dropped some)."""
+    handed = keep | {ranked[0].number}
+    refits = session.ref.dir / "refit"
+    for folder in refits.iterdir() if refits.is_dir() else ():
+        if not (folder.name.isdigit() and int(folder.name) in handed):
+            shutil.rmtree(folder, ignore_errors=True)
     for t in ranked[KEEP_MODELS:]:
         if t.number in keep:
             continue

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 MODULE_FILE, ARRAY_DIR, PREDICTIONS = "model.pt", "model", "predictions.npz"
+#: A refit model's test predictions (beside it in ``refit/N/``).
+TEST_PREDICTIONS = "test_predictions.npz"
 
 
 def model_path(folder: Path, model: Any) -> Path:
@@ -35,6 +37,22 @@ def saved_model(folder: Path) -> Path | None:
         if candidate.exists():
             return candidate
     return None
+
+
+#: The record beside a refit model (:mod:`automl.search.refit`): what it was trained on.
+REFIT_RECORD = "refit.json"
+
+
+def refit_folder(study_dir: Path, number: int) -> Path:
+    """Where trial ``number``'s model refit on train + validation lives."""
+    return study_dir / "refit" / str(number)
+
+
+def refit_model(study_dir: Path, number: int) -> Path | None:
+    """Trial ``number``'s refit model file, when a finalize made one (its record is written
+    last, so a half-written one does not count)."""
+    folder = refit_folder(study_dir, number)
+    return saved_model(folder) if (folder / REFIT_RECORD).is_file() else None
 
 
 def numeric(pred: Any) -> np.ndarray | None:
@@ -74,6 +92,25 @@ def load_predictions(folder: Path) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     with np.load(path, allow_pickle=False) as npz:
         return npz["val"], npz["test"]
+
+
+def save_test_predictions(folder: Path, test: Any) -> bool:
+    """Store a refit model's test predictions (it trained on the validation rows, so it has
+    no validation predictions to store); ``False`` when they are not numbers."""
+    t = numeric(test)
+    if t is None:
+        return False
+    _write(folder / TEST_PREDICTIONS, test=t)
+    return True
+
+
+def load_test_predictions(folder: Path) -> np.ndarray | None:
+    """The test predictions :func:`save_test_predictions` stored in ``folder``, or ``None``."""
+    path = folder / TEST_PREDICTIONS
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        return npz["test"]
 
 
 def save_targets(study_dir: Path, y_val: Any, y_test: Any) -> None:

@@ -21,6 +21,8 @@ from automl.errors import UserError
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 PRUNERS = ("auto", "median", "asha", "hyperband", "none")
+#: ``--refit``: train the handed-back models again on train + validation (automl.search.refit).
+REFITS = ("auto", "on", "off")
 MAX_SEED = 2**31
 #: Finished trials to reach without ``--trials``; with ``--timeout`` and no ``--trials`` the
 #: budget decides (as many as fit).
@@ -58,6 +60,7 @@ class StudySpec:
     max_retries: int = 2
     max_epochs: int | None = None
     ensemble: int = 20
+    refit: str = "auto"
     backend: str = "local"
     address: str | None = None
     artifacts: str | None = None
@@ -148,6 +151,8 @@ class StudySpec:
             raise UserError(f"unknown sampler {self.sampler!r}; choices: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
             raise UserError(f"unknown pruner {self.pruner!r}; choices: {', '.join(PRUNERS)}")
+        if self.refit not in REFITS:
+            raise UserError(f"unknown --refit {self.refit!r}; choices: {', '.join(REFITS)}")
         for name, value in (("--cpus-per-trial", self.cpus_per_trial), ("--gpus-per-trial", self.gpus_per_trial)):
             if value is not None and (not math.isfinite(value) or value < 0 or value > 1024):
                 raise UserError(f"{name} must be a number between 0 and 1024, not {value}")
