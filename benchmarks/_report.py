@@ -102,10 +102,12 @@ def _storage(r: dict[str, Any]) -> list[Row]:
             continue
         value = f"{round(row['trials_per_s'] / base['trials_per_s'], 3)}x" if base and base["trials_per_s"] else "-"
         server = f" ({row['server']})" if row.get("server") else ""
+        load = f" (load {row['load_avg_1m'][0]} -> {row['load_avg_1m'][1]})" if row.get("load_avg_1m") else ""
+        goal = kind in ("sqlite-wal", "postgresql")  # the stores automl uses: one machine, several
         out.append(("storage", f"{kind}: {row['workers']} workers, trials/s vs plain sqlite", value,
                     f"{row['trials_per_s']} trials/s, {row['complete']}/{row['trials_asked']} landed, "
-                    f"{row['errors']} errors{server}", "0 errors" if kind == "sqlite-wal" else "",
-                    _yes(row["errors"] == 0) if kind == "sqlite-wal" else "-"))
+                    f"{row['errors']} errors{server}{load}", "0 errors" if goal else "",
+                    _yes(row["errors"] == 0) if goal else "-"))
     return out
 
 

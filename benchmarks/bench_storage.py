@@ -1,9 +1,14 @@
 """Which storage holds under parallel workers? SQLite (rollback journal), SQLite in WAL mode
 with a busy timeout (automl's default), Optuna's JournalFileBackend, and PostgreSQL.
 
-N processes run trivial trials on one study at once, each with its own storage object, the
-way automl's workers do. We count the errors that reach the worker (``database is locked``
-and friends), the trials that landed, and the throughput. Run: ``python -m benchmarks.bench_storage``.
+N processes (8; 4 with ``--quick``) run trivial trials on one study at once, each with its own
+storage object, the way automl's workers do. We count the errors that reach the worker
+(``database is locked`` and friends), the trials that landed, and the throughput: the clock
+starts once every process has started, imported Optuna and opened the study (a barrier), so
+process start-up is not counted. All kinds run one after the other in the same run, so their
+ratios to plain SQLite compare like with like; each row records the 1-minute load average
+before and after it. Run: ``python -m benchmarks --only storage`` (or ``python -m
+benchmarks.bench_storage``).
 
 PostgreSQL is a throw-away local server (tests/postgres.py: ``initdb`` + ``pg_ctl`` in a temporary
 folder, 127.0.0.1 only, PostgreSQL's durable defaults, fsync on) reached through psycopg 3 with
@@ -16,6 +21,7 @@ import contextlib
 import importlib.util
 import json
 import multiprocessing as mp
+import os
 import sqlite3
 import sys
 import tempfile
@@ -71,15 +77,17 @@ def _storage(kind: str, where: str):
     return optuna.storages.RDBStorage(url)
 
 
-def _worker(kind: str, where: str, n_trials: int, out) -> None:
+def _worker(kind: str, where: str, n_trials: int, out, ready) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     errors, done = 0, 0
     try:
         study = optuna.load_study(study_name="bench", storage=_storage(kind, where),
                                   sampler=optuna.samplers.RandomSampler())
     except Exception as exc:  # noqa: BLE001 - counted: this is what a user would see
+        ready.wait(timeout=600)
         out.put({"errors": n_trials, "done": 0, "first_error": str(exc)[:200]})
         return
+    ready.wait(timeout=600)  # all start together, once every process has imported and connected
     first = None
     for _ in range(n_trials):
         try:
@@ -112,10 +120,13 @@ def measure(kind: str, workers: int, trials_each: int) -> dict:
                 extra["server"] = "PostgreSQL " + con.execute(text("SHOW server_version")).scalar().split()[0]
         ctx = mp.get_context("spawn")
         out = ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(kind, where, trials_each, out)) for _ in range(workers)]
-        start = time.perf_counter()
+        ready = ctx.Barrier(workers + 1)
+        procs = [ctx.Process(target=_worker, args=(kind, where, trials_each, out, ready)) for _ in range(workers)]
         for p in procs:
             p.start()
+        ready.wait(timeout=600)  # the clock starts when every worker has started and opened the study
+        load = os.getloadavg()[0]
+        start = time.perf_counter()
         results = [out.get(timeout=600) for _ in procs]
         for p in procs:
             p.join()
@@ -130,7 +141,8 @@ def measure(kind: str, workers: int, trials_each: int) -> dict:
         "storage": kind, "workers": workers, "trials_asked": workers * trials_each,
         "complete": landed, "errors": sum(r["errors"] for r in results),
         "first_error": next((r["first_error"] for r in results if r["first_error"]), None),
-        "trials_per_s": round(landed / elapsed, 1), "seconds": round(elapsed, 2), **extra,
+        "trials_per_s": round(landed / elapsed, 1), "seconds": round(elapsed, 2),
+        "load_avg_1m": [round(load, 2), round(os.getloadavg()[0], 2)], **extra,
     }
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import ipaddress
 import os
 import pwd
 import shutil
@@ -189,11 +190,15 @@ def drop_database(url: str) -> None:
 
 
 @contextmanager
-def postgres_server(durable: bool = True, timeout: float = 60.0, attempts: int = 3) -> Iterator[str]:
+def postgres_server(durable: bool = True, timeout: float = 60.0, attempts: int = 3,
+                    listen: tuple[str, ...] = ()) -> Iterator[str]:
     """Run a fresh PostgreSQL server and yield the SQLAlchemy URL of its empty database ``automl``.
 
     ``durable=False`` turns off fsync and synchronous commits (faster; for tests); the default
-    keeps PostgreSQL's durable settings (for benchmarks). ``timeout`` bounds initdb and each
+    keeps PostgreSQL's durable settings (for benchmarks). ``listen``: more interface addresses
+    of this host, ``ADDRESS/PREFIX`` (e.g. one end of a veth pair), to listen on besides
+    127.0.0.1, with trust for clients in their subnets; the URL still names 127.0.0.1.
+    ``timeout`` bounds initdb and each
     start; a start that loses its port to another process is retried on a new port, up to
     ``attempts`` times. A :class:`PostgresError` with the server log's tail says why a server did
     not start. The server is stopped and its folder deleted on leaving the block, even on error.
@@ -214,6 +219,12 @@ def postgres_server(durable: bool = True, timeout: float = 60.0, attempts: int =
         if init.returncode != 0:
             raise PostgresError(f"initdb failed (exit {init.returncode}):\n{(init.stderr or init.stdout).strip()}")
         settings = {**BASE_SETTINGS, **({} if durable else FAST_SETTINGS)}
+        if listen:
+            interfaces = [ipaddress.ip_interface(a) for a in listen]
+            settings["listen_addresses"] = "'" + ",".join(["127.0.0.1", *(str(i.ip) for i in interfaces)]) + "'"
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write("\n# automl tests/postgres.py: clients in the subnets of the extra addresses\n"
+                          + "".join(f"host all {USER} {i.network} trust\n" for i in interfaces))
         with open(data / "postgresql.conf", "a") as conf:  # appended lines override initdb's defaults
             conf.write("\n# automl tests/postgres.py\n" + "".join(f"{k} = {v}\n" for k, v in settings.items()))
         url = ""

@@ -8,10 +8,12 @@ the server; these tests skip, saying what to install, without one).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -461,3 +463,87 @@ def test_a_trial_whose_machine_died_continues_from_its_checkpoint_on_another(pos
                                                    study._storage.get_study_system_attrs(study._study_id).items()
                                                    if k.startswith("artifacts:")}
     assert stored == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Another host on the network: a network namespace that reaches PostgreSQL over a veth pair
+# ---------------------------------------------------------------------------------------------
+
+#: One "machine" as a process: imports, says ready, waits for the go file, claims (_claimer).
+CLAIMER = """
+import json, os, sys, time
+url, name, folder, tests, go = sys.argv[1:6]
+sys.path.insert(0, tests)
+from test_scale_out import _claimer
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.02)
+print(json.dumps(_claimer(url, name, folder)), flush=True)
+"""
+
+
+@contextlib.contextmanager
+def _network_host():
+    """A network namespace (its own interfaces and loopback, as another host has) joined to
+    this one by a veth pair: yields (namespace, this side's ADDRESS/PREFIX). Skips the test
+    where namespaces cannot be made (not root, no iproute2, a container without the right)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("network namespaces need root and iproute2's `ip`")
+    tag = os.getpid() % 100000
+    ns, outer, inner, net = f"automl-{tag}", f"vau{tag}", f"vav{tag}", f"10.213.{tag % 250}"
+    steps = [["ip", "netns", "add", ns], ["ip", "-n", ns, "link", "set", "lo", "up"],
+             ["ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", ns],
+             ["ip", "addr", "add", f"{net}.1/30", "dev", outer], ["ip", "link", "set", outer, "up"],
+             ["ip", "-n", ns, "addr", "add", f"{net}.2/30", "dev", inner], ["ip", "-n", ns, "link", "set", inner, "up"]]
+    try:
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True)
+            if done.returncode:
+                pytest.skip(f"cannot make a network namespace: {' '.join(step)}: {done.stderr.strip()}")
+        yield ns, f"{net}.1/30"
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)  # takes its end of the pair along
+        subprocess.run(["ip", "link", "del", outer], capture_output=True)
+
+
+def test_a_machine_on_its_own_network_claims_from_the_same_study(tmp_path):
+    """One claimer runs in its own network namespace - another host: this host's 127.0.0.1 is
+    not reachable from it - and reaches PostgreSQL over a veth pair; two more claim on this
+    host. All start together: exactly the target is finished, no trial twice, and the one
+    on the other network claimed its share."""
+    from postgres import postgres_available, postgres_server, psycopg_available
+    from sqlalchemy.engine import make_url
+
+    reason = postgres_available() or psycopg_available()
+    if reason:
+        pytest.skip(reason)
+    with _network_host() as (ns, address), postgres_server(durable=False, listen=(address,)) as url:
+        port, host = make_url(url).port, address.split("/")[0]
+        remote_url = make_url(url).set(host=host).render_as_string(hide_password=False)
+        loopback = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", "import socket; "
+                                   f"socket.create_connection(('127.0.0.1', {port}), timeout=2)"], capture_output=True)
+        assert loopback.returncode != 0  # the namespace has its own loopback: the server is only on the veth
+        _study_with_target(url, "netns", 30)
+        go, tests = tmp_path / "go", str(Path(__file__).resolve().parent)
+        machines = ((["ip", "netns", "exec", ns], remote_url, "b"), ([], url, "a"), ([], url, "c"))
+        procs = [subprocess.Popen([*prefix, sys.executable, "-c", CLAIMER, u, "netns", str(tmp_path / folder), tests,
+                                   str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for prefix, u, folder in machines]
+        try:
+            for proc in procs:
+                assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+            go.touch()
+            results = [proc.communicate(timeout=120) for proc in procs]
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+        assert [proc.returncode for proc in procs] == [0, 0, 0], [err for _, err in results]
+        taken = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
+        flat = [n for numbers in taken for n in numbers]
+        assert len(flat) == 30 == len(set(flat)), taken
+        assert taken[0], f"the claimer on the other network claimed nothing: {taken}"
+        storage = optuna.storages.RDBStorage(url)
+        study = optuna.load_study(study_name="netns", storage=storage)
+        assert len(study.get_trials(states=FINISHED)) == 30 and len(study.trials) == 30
+        storage.engine.dispose()

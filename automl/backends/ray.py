@@ -9,7 +9,8 @@ Where things go: Tune's result folders under ``STUDY/ray/``; a local Ray's logs 
 ``STUDY/ray/logs`` (its session folder lives under ``STUDY/ray/tmp`` when that path is short
 enough for Unix sockets, else in a short temporary folder whose logs are copied back). Ray's
 console output is kept out of automl's (``log_to_driver=False``, ``verbose=0``, loggers at
-ERROR).
+ERROR); a trial whose worker was lost (its node died) and an error the cluster publishes (a
+raylet that died) are one line each, not Ray's traceback or log dump.
 
 Trials: ``--workers`` caps concurrent trials, ``--cpus-per-trial`` / ``--gpus-per-trial``
 (fractions share a GPU) are each trial's Tune resources, and ``--pruner`` maps to Ray's
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -47,11 +49,88 @@ MAX_SOCKET_DIR = 40  # + "/session_<date>_<pid>/sockets/plasma_store" must stay 
 LOST_RETRIES = 2
 
 
+class LostTrialLine(logging.Filter):
+    """One line instead of Ray Tune's traceback when a trial task fails.
+
+    Tune logs every failed trial task at ERROR with the whole traceback (when a node dies:
+    ``ActorUnavailableError``, ``ActorDiedError``, ...). automl's trainable records a trial's
+    own errors and ends normally, so a failed task is a lost worker (its node or process died):
+    the user is told, in one line, which trial and that Tune runs it again. Hand-written as a
+    logging filter: Tune's only switch (``TUNE_PRINT_ALL_TRIAL_ERRORS=0``) drops the line too.
+    ``numbers`` maps a Tune trial id to the study's trial number (the searcher's trials)."""
+
+    PATTERN = re.compile(r"Trial task failed for trial (\S+)")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: Callable[[str], int | None] = lambda trial_id: None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        text = record.getMessage()
+        match = self.PATTERN.match(text)
+        if match:
+            name = match.group(1)
+            number = self.numbers(name.rsplit("_", 1)[-1])
+            who = f"trial {number}" if number is not None else f"Ray Tune trial {name}"
+            text = (f"{who} lost its Ray worker, whose node or process died ({error_reason(exc)}); "
+                    f"Ray Tune runs it again, up to {LOST_RETRIES} times")
+        else:
+            text = f"{text}: {error_reason(exc)}"
+        record.msg, record.args, record.exc_info, record.exc_text = text, None, None, None
+        return True
+
+
+LOST_LINE = LostTrialLine()
+#: How long the same published cluster error is printed once (Ray publishes a dead raylet twice).
+REPEAT_S = 30.0
+
+
+def _one_line_cluster_errors() -> None:
+    """Print each error the cluster publishes to the driver as one line.
+
+    ``ray.init`` starts a thread in the driver that prints every error the cluster publishes
+    to stdout in full: a raylet that died comes with the last 20 lines of its log, and twice.
+    Its first line says what happened (``Raylet is terminated. Termination is unexpected.
+    Possible reasons include: (1) SIGKILL ...``), so only that line is printed, once in
+    ``REPEAT_S``. Ray has no setting for this (``log_to_driver`` covers workers' output, not
+    these errors), hence the wrapper around the function that thread calls, looked up by
+    name at each call; a Ray without it is left as it is."""
+    try:
+        from ray._private import worker as ray_worker
+    except ImportError:
+        return
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "automl_one_line", False):
+        return
+    printed: dict[str, float] = {}
+
+    def one_line(data: dict, *args: Any, **kwargs: Any) -> Any:
+        lines = [str(line) for line in data.get("lines") or [] if str(line).strip()]
+        if data.get("pid") == "raylet" and lines:
+            first = lines[0].strip().splitlines()[0]
+            first = re.sub(r"\s*Last \d+ lines of the \w+ logs:\s*$", "", first)
+            now = time.monotonic()
+            if now - printed.get(first, -REPEAT_S) < REPEAT_S:
+                return None
+            printed[first] = now
+            data = {**data, "lines": [first]}
+        return original(data, *args, **kwargs)
+
+    one_line.automl_one_line = True  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = one_line
+
+
 def _quiet_ray() -> None:
     for key, value in ENV.items():
         os.environ.setdefault(key, value)
     for name in ("ray", "ray.tune", "ray.train", "ray.data", "ray.air"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    controller = logging.getLogger("ray.tune.execution.tune_controller")  # where Tune logs trial failures
+    if LOST_LINE not in controller.filters:
+        controller.addFilter(LOST_LINE)
 
 
 def _temp_dir(study_dir: Path) -> tuple[Path, bool]:
@@ -85,6 +164,7 @@ def start_ray(spec: StudySpec, study_dir: Path) -> tuple[bool, Path | None, bool
     _quiet_ray()  # again: importing Ray resets its loggers
     if ray.is_initialized():
         return False, None, False
+    _one_line_cluster_errors()
     common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     if spec.address:
         env = {k: v for k, v in os.environ.items() if k.startswith("AUTOML_")}
@@ -213,8 +293,10 @@ class RayBackend:
             if spec.address:
                 check_paths([p for p in (spec.data_path, str(study_dir)) if p])
             tuner, searcher = _tuner(job, spec, left, max_failures, str(stop_file))
+            LOST_LINE.numbers = lambda trial_id: getattr(searcher._ot_trials.get(trial_id), "number", None)
             reason, errors = _fit(tuner, study, spec.trials, started, on_progress, poll_s, stop_file, stop)
         finally:
+            LOST_LINE.numbers = lambda trial_id: None
             _reconcile(study, started, interrupted=reason in ("interrupted", "terminated"))
             stop_file.unlink(missing_ok=True)
             stop_ray(owned, temp, standin, study_dir)

@@ -48,6 +48,7 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
             "metrics": dict((t.user_attrs.get("run") or {}).get("metrics") or {}),
             "epochs": (t.user_attrs.get("run") or {}).get("epochs_run"),
             "device": (t.user_attrs.get("worker") or {}).get("device"),
+            "ray_node": ((t.user_attrs.get("worker") or {}).get("ray") or {}).get("node_id"),  # Ray backend
             "error": t.user_attrs.get("error"),
             "retry_of": t.user_attrs.get("retry_of"),
             "cut": (t.user_attrs.get("run") or {}).get("cut"),
