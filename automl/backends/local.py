@@ -71,7 +71,10 @@ class LocalBackend:
             return
         from multiprocessing import forkserver
 
-        ctx.set_forkserver_preload(modules)
+        # torch.optim.Optimizer.__init__ imports torch._dynamo on its first call
+        # (torch._compile._disable_dynamo): 2-3 s in every process that builds an optimizer, on
+        # 2 cores. Imported once here, every worker forked from the server has it already.
+        ctx.set_forkserver_preload([*modules, "torch._dynamo"])
         with _sigint_blocked():
             forkserver.ensure_running()
 
