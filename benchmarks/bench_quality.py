@@ -21,7 +21,9 @@ Reported per dataset: mean and spread (min..max) over the seeds of each, and the
 issues "Models that win" and "Search spaces a strong practitioner would search".
 
 ``AUTOML_QUALITY_TIMEOUT`` (seconds, default 120) and ``AUTOML_QUALITY_SEEDS`` (default
-``0,1,2``) change the budget and the seeds; ``--quick`` runs one seed of digits for 30 s.
+``0,1,2``) change the budget and the seeds, ``AUTOML_QUALITY_CASES`` (e.g.
+``tabular/breast_cancer,vision/digits``) runs only those cases; ``--quick`` runs one seed of
+digits for 30 s.
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ def _summary(case: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]
 def run(quick: bool = False) -> dict[str, Any]:
     timeout = 30 if quick else int(os.environ.get("AUTOML_QUALITY_TIMEOUT", "120"))
     seeds = [0] if quick else [int(s) for s in os.environ.get("AUTOML_QUALITY_SEEDS", "0,1,2").split(",")]
-    cases = CASES[:1] if quick else CASES
+    only = [c for c in os.environ.get("AUTOML_QUALITY_CASES", "").split(",") if c]
+    cases = CASES[:1] if quick else [c for c in CASES if not only or f"{c['plugin']}/{c['dataset']}" in only]
     load_start = load_avg()
     rows = []
     with studies_dir("automl-quality-") as root:
