@@ -11,7 +11,7 @@ import optuna
 from _results_helper import iris_test_csv, make_study
 
 from automl.search.ensembles import combine, select
-from automl.study.artifacts import PREDICTIONS, load_predictions, load_targets, load_test_predictions
+from automl.study.artifacts import PREDICTIONS, load_predictions, load_targets
 
 
 def _study(studies, name):
@@ -63,10 +63,7 @@ def test_an_exported_ensemble_predicts_like_the_ensemble_in_memory(studies, cli,
     make_study("ensx", "tabular", trials=6, dataset="iris", spaces=["mlp"], ensemble=6)
     record = _study(studies, "ensx").user_attrs["automl:ensemble"]
     weights = {int(n): w for n, w in record["members"].items()}
-    # What the ensemble hands back: its members refit on train + validation (iris is small:
-    # --refit auto refits them), each with its test predictions stored beside it.
-    assert set(record["refit"]) == set(weights)
-    in_memory = combine({n: load_test_predictions(studies / "ensx" / "refit" / str(n)) for n in weights}, weights)
+    in_memory = combine({n: load_predictions(studies / "ensx" / "trials" / str(n))[1] for n in weights}, weights)
     out = tmp_path / "export"
     r = cli("export", "ensx", "--out", out)
     assert r.code == 0, r.err

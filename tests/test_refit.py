@@ -36,14 +36,14 @@ def _study(studies, name):
 
 @pytest.fixture(scope="module")
 def refit_study(tmp_path_factory):
-    """One small tabular search with the default ``--refit auto`` (iris is small)."""
+    """One small tabular search with ``--refit auto`` (iris is small)."""
     import os
 
     root = tmp_path_factory.mktemp("refit-studies")
     old = os.environ.get("AUTOML_STUDIES")
     os.environ["AUTOML_STUDIES"] = str(root)
     try:
-        make_study("rf", "tabular", trials=4, dataset="iris", spaces=["mlp"], max_epochs=4, ensemble=4)
+        make_study("rf", "tabular", trials=6, dataset="iris", spaces=["mlp"], ensemble=6, refit="auto")
         yield root
     finally:
         if old is None:
@@ -81,7 +81,8 @@ def test_the_best_model_is_refit_on_train_and_validation(refit_study, monkeypatc
     assert from_study("rf", n).model_path == refit_study / "rf" / "trials" / str(n) / "model.pt"
 
 
-def test_ensemble_members_are_refit_and_weights_stay_the_validation_ones(refit_study):
+def test_ensemble_members_are_refit_and_weights_stay_the_validation_ones(refit_study, monkeypatch):
+    monkeypatch.setenv("AUTOML_STUDIES", str(refit_study))
     record = _study(refit_study, "rf").user_attrs["automl:ensemble"]
     members = {int(k): w for k, w in record["members"].items()}
     assert sorted(record["refit"]) == sorted(members)
@@ -92,6 +93,13 @@ def test_ensemble_members_are_refit_and_weights_stay_the_validation_ones(refit_s
     _, y_test = load_targets(refit_study / "rf")
     blended = sum(w * load_test_predictions(refit_study / "rf" / "refit" / str(k)) for k, w in members.items())
     assert record["test_value"] == pytest.approx(accuracy(y_test, blended))
+    # export and predict of the study's final model use the refit members.
+    from automl.output.artifact import load
+
+    assert len(members) > 1  # (seed 0: trials 0 and 5) so that the ensemble, not best/, is exported
+    final = load("rf")
+    assert {m.model_path for m, _ in final.members} == {refit_study / "rf" / "refit" / str(k) / "model.pt"
+                                                        for k in members}
 
 
 def test_a_second_finalize_reuses_the_refit_models(refit_study, monkeypatch):
@@ -125,8 +133,8 @@ def test_no_refit_when_the_budget_has_no_room_left(refit_study, monkeypatch):
     assert "--timeout" in skipped[others[0].number]
 
 
-def test_refit_off_hands_back_the_trials_model(studies):
-    make_study("nofit", "tabular", trials=2, dataset="iris", spaces=["mlp"], refit="off")
+def test_refit_is_off_by_default_and_hands_back_the_trials_model(studies):
+    make_study("nofit", "tabular", trials=2, dataset="iris", spaces=["mlp"])
     best = json.loads((studies / "nofit" / "best" / "config.json").read_text())
     assert "refit" not in best and best["refit_skipped"] == "--refit off"
     assert not (studies / "nofit" / "refit").exists()
@@ -136,7 +144,7 @@ def test_refit_off_hands_back_the_trials_model(studies):
 
 
 def test_a_model_that_fits_itself_is_not_refit(studies):
-    make_study("gbmfit", "tabular", trials=1, dataset="iris", spaces=["gbm"])
+    make_study("gbmfit", "tabular", trials=1, dataset="iris", spaces=["gbm"], refit="on")
     best = json.loads((studies / "gbmfit" / "best" / "config.json").read_text())
     assert "refit" not in best
     assert "fits itself" in best["refit_skipped"]

@@ -142,7 +142,7 @@ HELP = {
     "dry_run": "Check everything and show the plan; write nothing.",
     "ensemble": "Build a post-hoc ensemble from the best N trials' validation predictions (0: none).",
     "refit": "Train the handed-back models (the best trial, the ensemble's members) again on train + "
-             "validation: auto (small in-memory data, one machine), on, off.",
+             "validation: off (default), auto (small in-memory data, one machine), on.",
 }
 
 

@@ -60,7 +60,7 @@ class StudySpec:
     max_retries: int = 2
     max_epochs: int | None = None
     ensemble: int = 20
-    refit: str = "auto"
+    refit: str = "off"
     backend: str = "local"
     address: str | None = None
     artifacts: str | None = None
