@@ -164,14 +164,17 @@ def snapshot(study: optuna.Study, target: int, started: float) -> Snapshot:
     counts = {s.name: 0 for s in TrialState}
     best_value = best_number = last_error = None
     running: dict[int, int] = {}
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    # A multi-objective study (--objective) has no single direction or value: its first
+    # objective (the primary) is shown.
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     for t in trials:
         counts[t.state.name] += 1
         if t.state == TrialState.RUNNING:
             running[t.number] = len(t.intermediate_values)
-        if t.state == TrialState.COMPLETE and t.value is not None:
-            if best_value is None or (t.value > best_value if maximize else t.value < best_value):
-                best_value, best_number = t.value, t.number
+        value = t.values[0] if t.values else None
+        if t.state == TrialState.COMPLETE and value is not None:
+            if best_value is None or (value > best_value if maximize else value < best_value):
+                best_value, best_number = value, t.number
         if t.state == TrialState.FAIL and t.user_attrs.get("error"):
             last_error = f"trial {t.number}: {t.user_attrs['error']}"
     finished = counts["COMPLETE"] + counts["PRUNED"]

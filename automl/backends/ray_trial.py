@@ -129,11 +129,18 @@ class AutomlSearch(OptunaSearch):
         return None
 
 
-def classify(result: dict | None, error: bool, stopping: bool) -> tuple[TrialState, float | None, str | None]:
-    """The Optuna state of a finished Tune trial from its last result."""
+def classify(result: dict | None, error: bool,
+             stopping: bool) -> tuple[TrialState, float | list[float] | None, str | None]:
+    """The Optuna state of a finished Tune trial from its last result (the value: one per
+    objective for a multi-objective study)."""
     result = result or {}
     state = result.get(STATE_KEY)
     if state == "COMPLETE":
+        values = result.get("automl_values")
+        if values is not None:  # a multi-objective study (--objective)
+            if any(v is None or not math.isfinite(float(v)) for v in values):
+                return TrialState.FAIL, None, f"the trial's objectives are {values}"
+            return TrialState.COMPLETE, [float(v) for v in values], None
         value = result.get("automl_value")
         if value is None or not math.isfinite(float(value)):
             return TrialState.FAIL, None, f"the trial's metric is {value}"
@@ -223,6 +230,10 @@ def trainable(config: dict[str, Any], job: Job | None = None, threads: int = 1) 
                 raise
     except Exception as exc:  # noqa: BLE001 - the runner stored the reason in the trial
         tune.report({STATE_KEY: "FAIL", "automl_error": error_reason(exc)})
+        return
+    if isinstance(value, list):  # a multi-objective study: every objective, the primary as Tune's metric
+        tune.report({METRIC: float(value[0]), STATE_KEY: "COMPLETE", "automl_value": float(value[0]),
+                     "automl_values": [float(v) for v in value]})
         return
     tune.report({METRIC: float(value), STATE_KEY: "COMPLETE", "automl_value": float(value)})
 

@@ -120,7 +120,7 @@ HELP = {
                "deadline stop after their current batch and keep their best epoch; every trial's epochs are "
                "set from one epoch timed here, and Hyperband prunes (--pruner auto).",
     "trial_timeout": "Stop any one trial after this many seconds; it keeps its best epoch so far.",
-    "sampler": "tpe, random, cmaes, gp or qmc.",
+    "sampler": "tpe, random, cmaes, gp, qmc or nsga2 (NSGA-II, for several --objective).",
     "pruner": "auto (hyperband with --timeout, else median), median, asha, hyperband or none.",
     "study": "Study name (default: plugin-dataset-time).",
     "storage": "Optuna storage URL (default: a SQLite file under studies/).",
@@ -141,6 +141,13 @@ HELP = {
                         "from its last epoch.",
     "dry_run": "Check everything and show the plan; write nothing.",
     "ensemble": "Build a post-hoc ensemble from the best N trials' validation predictions (0: none).",
+    "objective": "Optimise this metric or deployment figure (latency_ms, latency_p95_ms, size_mb, params, "
+                 "throughput); repeat for a multi-objective search with a Pareto front (the first is the primary; "
+                 "pruning is off). See docs/deployment.md.",
+    "constraint": "Keep only trials that meet NAME<=NUMBER (or <, >=, >) for selection, e.g. \"latency_ms<=2\", "
+                  "\"size_mb<=5\", \"params<=1e6\" or a metric; repeatable.",
+    "latency_device": "Where each trained model's latency is measured: cpu or cuda.",
+    "latency_threads": "Torch threads while latency is measured (recorded with it).",
     "refit": "Train the handed-back models (the best trial, the ensemble's members) again on train + "
              "validation: off (default), auto (small in-memory data, one machine), on.",
 }
@@ -176,6 +183,10 @@ def search(
     checkpoint_every: Annotated[float, typer.Option(help=HELP["checkpoint_every"])] = _D.checkpoint_every_s,
     ensemble: Annotated[int, typer.Option(help=HELP["ensemble"])] = _D.ensemble,
     refit: Annotated[str, typer.Option(help=HELP["refit"])] = _D.refit,
+    objective: Annotated[list[str] | None, typer.Option("--objective", help=HELP["objective"])] = None,
+    constraint: Annotated[list[str] | None, typer.Option("--constraint", help=HELP["constraint"])] = None,
+    latency_device: Annotated[str, typer.Option(help=HELP["latency_device"])] = _D.latency_device,
+    latency_threads: Annotated[int, typer.Option(help=HELP["latency_threads"])] = _D.latency_threads,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=HELP["dry_run"])] = False,
     plugin_path: PluginPathOpt = [],
 ) -> int:
@@ -191,7 +202,9 @@ def search(
         timeout=timeout, trial_timeout=trial_timeout, workers=workers, max_failures=max_failures,
         max_retries=max_retries, max_epochs=max_epochs, ensemble=ensemble, refit=refit, backend=backend,
         address=address, artifacts=artifacts, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
-        loggers=list(log or []), checkpoint_every_s=checkpoint_every, plugin_paths=list(plugin_path))
+        loggers=list(log or []), checkpoint_every_s=checkpoint_every, plugin_paths=list(plugin_path),
+        objectives=list(objective or []), constraints=list(constraint or []), latency_device=latency_device,
+        latency_threads=latency_threads)
     # Until the study is created, Ctrl-C raises at once (nothing is written yet); from then on
     # it is recorded and acted on between steps, so it never leaves a half-written study.
     session = search_session.plan_search(spec, study, storage, warm=not dry_run, started=started,
@@ -206,10 +219,23 @@ def search(
                       f"storage {session.ref.url}")
         for key, value in session.bundle.summary.items():
             console.print(f"  data: {key}: {value}")
+        _print_goals(s)
         _print_budget(session)
         if dry_run:
             return 0
         return _run_and_report(session, stop)
+
+
+def _print_goals(spec: StudySpec) -> None:
+    """The objectives and constraints of a search, and that a multi-objective one is not pruned."""
+    if spec.multi_objective:
+        goals = ", ".join(f"{o} ({d})" for o, d in zip(spec.objectives, spec.directions or []))
+        console.print(f"  objectives: {goals}; the first is the primary")
+        console.print("  pruning is off: Optuna's pruners compare one value per epoch, and this study has several "
+                      "objectives")
+    if spec.constraints:
+        console.print(f"  constraints: {', '.join(spec.constraints)} (figures measured on {spec.latency_device}, "
+                      f"{spec.latency_threads} thread{'s' if spec.latency_threads > 1 else ''})")
 
 
 def _target(spec: StudySpec) -> str:
@@ -249,7 +275,9 @@ def _run_and_report(session: Any, stop: Any, owner: bool = True) -> int:
     if session.requeued:
         console.print(f"re-queued trials {', '.join(map(str, session.requeued))} (their runs did not finish)")
     # Progress goes to stderr: standard output keeps only the results (the leaderboard).
-    with render.SearchProgress(err_console, session.spec.trials, session.metric.name, started=session.started,
+    # A multi-objective study's progress shows its primary objective.
+    shown = session.spec.objectives[0] if session.spec.multi_objective else session.metric.name
+    with render.SearchProgress(err_console, session.spec.trials, shown, started=session.started,
                                budget_s=session.spec.timeout) as progress:
         outcome = search_session.run(session, on_progress=progress.update, stop=stop, owner=owner)
     if outcome.reason == "killed":  # a second Ctrl-C: out at once; resume recovers the trials
@@ -301,10 +329,12 @@ def _show_result(session: Any, best: dict | None) -> None:
     title = f"leaderboard of {session.ref.name}" + (f" (top 10 of {len(rows)})" if len(rows) > 10 else "")
     console.print(render.leaderboard_table(shown, metric=session.metric.name, direction=session.metric.direction,
                                            baselines=results.baselines(study), title=title,
-                                           ensemble=results.ensemble(study), width=table_width()))
+                                           ensemble=results.ensemble(study), width=table_width(),
+                                           figures=goal_figures(session.spec.to_json(), rows)))
     if best is None:
         console.print("[red]no trial completed[/]")
         return
+    _show_goals(session.spec, study, rows, best)
     console.print(render.params_table(best["params"], f"best trial {best['number']}"))
     console.print(f"best {best['metric']}: validation [bold green]{render.fmt(best['value'])}[/], "
                   f"test [bold]{render.fmt(best['test_value'])}[/]")
@@ -315,6 +345,43 @@ def _show_result(session: Any, best: dict | None) -> None:
         console.print(f"ensemble of {len(ens['members'])} trials ({members}): validation "
                       f"[bold green]{render.fmt(ens['val_value'])}[/], test [bold]{render.fmt(ens['test_value'])}[/]"
                       f" - the study's final model (automl export / predict use it)")
+
+
+def goal_figures(spec: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """The deployment figures a study's objectives and constraints name (shown by default)."""
+    from automl.output.render import figure_names
+    from automl.study.spec import parse_constraint
+
+    named = {*(spec.get("objectives") or []), *(parse_constraint(c)[0] for c in spec.get("constraints") or [])}
+    return [f for f in figure_names(rows) if f in named]
+
+
+def _show_goals(spec: StudySpec, study: Any, rows: list[dict[str, Any]], best: dict[str, Any]) -> None:
+    """After a search: whether the selected trial meets the constraints (or, when none does,
+    that the least-violating one was selected), the Pareto front, a dropped ensemble."""
+    from automl.output.render import fmt
+    from automl.search.deploy import DROPPED_KEY
+
+    row = next((r for r in rows if r["number"] == best["number"]), {})
+    if spec.constraints and row.get("feasible") is False:
+        misses = ", ".join(f"{k} by {fmt(float(v), 3)}" for k, v in (row.get("violations") or {}).items())
+        err_console.print(f"[red]no trial meets every --constraint ({', '.join(spec.constraints)})[/]: the selected "
+                          f"model is trial {best['number']}, the one that misses them least ({misses}); relax the "
+                          "constraint or search other spaces")
+    elif spec.constraints:
+        feasible = sum(1 for r in rows if r.get("feasible"))
+        console.print(f"constraints {', '.join(spec.constraints)}: {feasible} of "
+                      f"{sum(r['state'] == 'COMPLETE' for r in rows)} complete trials meet them; trial "
+                      f"{best['number']} is the best of those")
+    if spec.multi_objective:
+        front = [r for r in rows if r.get("front")]
+        console.print(f"Pareto front of {', '.join(spec.objectives)}: {len(front)} trial(s) "
+                      f"({', '.join('#' + str(r['number']) for r in front)}), listed first; the best model is the "
+                      f"member best on {spec.objectives[0]}; export or predict any of them with --trial N")
+    dropped = study.user_attrs.get(DROPPED_KEY)
+    if dropped:
+        misses = ", ".join(f"{k} by {fmt(float(v), 3)}" for k, v in (dropped.get("violations") or {}).items())
+        console.print(f"the ensemble was not kept: it misses the constraints ({misses})")
 
 
 @app.command()
@@ -361,6 +428,7 @@ def resume(
             err_console.print(f"[yellow]warning:[/] {w}")
         return 0
     console.print(f"[bold]automl[/] resuming [cyan]{name}[/]: {finished} of {session.spec.trials} trials finished")
+    _print_goals(session.spec)
     with StopSignals() as stop:
         return _run_and_report(session, stop)
 
@@ -412,9 +480,10 @@ def leaderboard(
                                                          "parameter and metric).")] = Fmt.table,
     best: Annotated[bool, typer.Option("--best", help="Show the best trial in detail (params, confusion "
                                                       "matrix).")] = False,
-    columns: Annotated[str | None, typer.Option("--columns", help="Parameters to show, comma-separated "
-                                                "(e.g. width,depth,lr), or all (default: those that vary "
-                                                "across the study, the model's first).")] = None,
+    columns: Annotated[str | None, typer.Option("--columns", help="Parameters and deployment figures to show, "
+                                                "comma-separated (e.g. width,depth,lr,latency_ms,size_mb), or all "
+                                                "(default: the parameters that vary across the study, the model's "
+                                                "first, and the figures its objectives and constraints name).")] = None,
     metrics: Annotated[str | None, typer.Option("--metrics", help="Validation metrics to show, "
                                                 "comma-separated, or all (default: all the trials "
                                                 "recorded).")] = None,
@@ -431,8 +500,11 @@ def leaderboard(
     spec = store.spec_of(study)
     rows = results.leaderboard(study)
     keys = render.param_order(rows)
-    params = _pick(columns, keys, "parameter in --columns",
+    figure_cols = render.figure_names(rows)
+    picked = _pick(columns, keys + [f for f in figure_cols if f not in keys], "parameter or figure in --columns",
                    {k.split(".", 1)[1]: k for k in keys if "." in k})
+    params = [k for k in picked if k in keys] if picked is not None else None
+    figures = [k for k in picked if k not in keys] if picked is not None else goal_figures(spec, rows)
     shown_metrics = _pick(metrics, render.metric_names(rows, spec["metric"]), "metric in --metrics")
     if shown_metrics is not None and spec["metric"] not in shown_metrics:
         shown_metrics.insert(0, spec["metric"])
@@ -448,7 +520,7 @@ def leaderboard(
     console.print(render.leaderboard_table(rows, metric=spec["metric"], direction=spec["direction"],
                                            baselines=results.baselines(study), title=title,
                                            ensemble=results.ensemble(study), params=params,
-                                           metrics=shown_metrics, width=table_width()))
+                                           metrics=shown_metrics, width=table_width(), figures=figures))
     detail = study.user_attrs.get(store.BEST_KEY)
     if best and detail:
         console.print(render.params_table(detail["params"], f"best trial {detail['number']}"))

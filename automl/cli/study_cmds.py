@@ -141,8 +141,9 @@ def compare(
     table.add_column("")
     for s in result["studies"]:
         table.add_column(s["name"], overflow="fold")
-    for key in ("plugin", "dataset", "spaces", "metric", "direction", "best_value", "best_test_value", "best_trial",
-                "trials", "target", "complete", "pruned", "fail", "wall_time_s", "trial_time_s"):
+    for key in ("plugin", "dataset", "spaces", "metric", "direction", "objectives", "constraints", "best_value",
+                "best_test_value", "best_trial", "best_latency_ms", "best_size_mb", "front_size", "trials", "target",
+                "complete", "pruned", "fail", "wall_time_s", "trial_time_s"):
         table.add_row(key.replace("_", " "), *[fmt(s.get(key)) for s in result["studies"]])
     console.print(table)
     if result["differences"]:

@@ -305,7 +305,8 @@ def from_study(name: str, trial: int | None, plugin_paths: list[str] | None = No
     if info is None:
         data = prepared_data(spec, dataset, space, config)
         info, state = data.info, data.state
-    return Artifact(source, spec["plugin"], dataset, space, spec, number, t.value, test_value,
+    value = t.values[0] if t.values else None  # a multi-objective trial: its primary objective
+    return Artifact(source, spec["plugin"], dataset, space, spec, number, value, test_value,
                     config, info, state, dict(spec.get("options") or {}), stored, dict(t.params))
 
 

@@ -1,7 +1,8 @@
 """``automl compare A B ...``: studies side by side, as plain data (the CLI renders it).
 
-For each study: plugin, dataset, metric, best validation and test values, trials by state,
-the search's wall time and the summed trial time; then every spec field whose value differs
+For each study: plugin, dataset, metric, objectives and constraints, best validation and test
+values, the selected model's latency and size, the size of a multi-objective study's Pareto
+front, trials by state, the search's wall time and the summed trial time; then every spec field whose value differs
 between the studies (the creation time and the data fingerprint aside from the others, since
 they always or usually differ).
 """
@@ -20,7 +21,7 @@ def study_facts(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(facts, spec)`` of one stored study."""
     from optuna.trial import TrialState
 
-    from automl.study.results import summary
+    from automl.study.results import front, summary
     from automl.study.store import BEST_KEY, open_ref, spec_of
 
     ref = open_ref(name)
@@ -43,8 +44,19 @@ def study_facts(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         "wall_time_s": round((max(ends) - min(starts)).total_seconds(), 2) if starts and ends else None,
         "trial_time_s": round(sum(durations), 2) if durations else None,
         "best_params": best.get("params"),
+        "objectives": ", ".join(spec.get("objectives") or []) or None,
+        "constraints": ", ".join(spec.get("constraints") or []) or None,
+        "front_size": len(front(study)) if len(study.directions) > 1 else None,
+        **_best_figures(study, best.get("number")),
     }
     return facts, spec
+
+
+def _best_figures(study: Any, number: int | None) -> dict[str, Any]:
+    """The selected trial's latency and size (``best_latency_ms``, ``best_size_mb``)."""
+    trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+    deploy = ((trial.user_attrs.get("run") or {}).get("deploy") or {}) if trial is not None else {}
+    return {"best_latency_ms": deploy.get("latency_ms"), "best_size_mb": deploy.get("size_mb")}
 
 
 def compare(names: list[str]) -> dict[str, Any]:
@@ -64,6 +76,9 @@ def compare(names: list[str]) -> dict[str, Any]:
                    if any(s.get(k) != specs[0].get(k) for s in specs[1:])}
     notes = []
     metrics = {(f["metric"], f["direction"]) for f in facts}
+    if len({f["objectives"] for f in facts}) > 1:
+        notes.append("the studies have different objectives: a multi-objective study's best value is that of the "
+                     "front member best on its primary objective")
     if len(metrics) > 1:
         notes.append("the studies optimise different metrics: their values are not comparable")
     elif len({(f["plugin"], f["dataset"]) for f in facts}) > 1:

@@ -9,7 +9,8 @@ The folder of one model::
     DIR/model.torchscript.pt   TorchScript, only with --torchscript (torch deprecates it)
     DIR/model.onnx             ONNX, only with --onnx and the ``onnx`` extra installed
     DIR/config.json            plugin, dataset, space, trial, value, params, config, DataInfo,
-                               the dataset options and a description of the model's inputs
+                               the dataset options, a description of the model's inputs and
+                               the deployment figures the search measured (``deploy``)
     DIR/preprocessing.json     the fitted preprocessing (vocabulary, normalisation, categories)
     DIR/reproducibility.json   seeds, automl / plugin / torch versions, data fingerprint, command
     DIR/README.md              how to load it, with and without automl
@@ -135,6 +136,17 @@ def _onnx(model: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], pa
                           dynamic_axes={n: {0: "batch"} for n in names + ["output"]}, dynamo=False)
 
 
+def stored_figures(name: str, number: int) -> dict[str, Any] | None:
+    """The deployment figures the search measured for trial ``number`` of study ``name``
+    (latency, size, parameters: see docs/deployment.md), kept in the export's config.json."""
+    from automl.study.store import open_ref
+
+    for t in open_ref(name).load().get_trials(deepcopy=False):
+        if t.number == number:
+            return (t.user_attrs.get("run") or {}).get("deploy")
+    return None
+
+
 def equivalent_command(spec: dict[str, Any]) -> str:
     """The ``automl search`` command that makes a study with this spec."""
     parts = ["automl", "search", "--plugin", spec["plugin"], "--dataset", spec["dataset"]]
@@ -193,7 +205,8 @@ def _export_ensemble(name: str, ens: EnsembleArtifact, target: Path, onnx: bool,
         notes += [f"member {art.number}: {n}" for n in member_notes]
     record = {"format": ENSEMBLE_FORMAT, "study": name, "plugin": ens.plugin_name, "dataset": ens.dataset.name,
               "members": {str(a.number): w for a, w in ens.members},
-              **{k: ens.record.get(k) for k in ("metric", "direction", "val_value", "test_value", "val_loss")}}
+              **{k: ens.record.get(k) for k in ("metric", "direction", "val_value", "test_value", "val_loss",
+                                                "deploy")}}
     (target / "ensemble.json").write_text(json.dumps(record, indent=2) + "\n")
     (target / "README.md").write_text(_ensemble_readme(name, record))
     return {"dir": str(target.resolve()), "files": ["ensemble.json", "members/", "README.md"], "notes": notes,
@@ -251,7 +264,8 @@ def _export_one(name: str, art: Artifact, target: Path, onnx: bool,
               "space": art.config["space"], "number": art.number, "value": art.value,
               "test_value": art.test_value, "metric": spec["metric"], "direction": spec["direction"],
               "params": art.params, "config": art.config, "info": asdict(art.info),
-              "options": art.options, "inputs": inputs, "spec": spec}
+              "options": art.options, "inputs": inputs, "spec": spec,
+              "deploy": stored_figures(name, art.number)}
     from automl.output.artifact import plugin_paths_of
     from automl.plugins import load_registry
 

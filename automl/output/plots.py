@@ -185,15 +185,33 @@ def confusion(matrix: list[list[int]], names: list[str]) -> bytes:
     return _png(fig)
 
 
+def pareto(study: optuna.Study, names: list[str] | None) -> bytes:
+    """A multi-objective study's trials in objective space with the Pareto front highlighted:
+    Optuna's own ``plot_pareto_front`` (its matplotlib backend, so the report stays PNG)."""
+    plt = _plt()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the matplotlib backend is marked experimental
+        from optuna.visualization.matplotlib import plot_pareto_front
+
+        ax = plot_pareto_front(study, target_names=names)
+    fig = ax.figure
+    fig.set_size_inches(7, 4.2)
+    ax.set_title("Pareto front" + (f" ({' vs '.join(names)})" if names else ""))
+    plt.figure(fig.number)
+    return _png(fig)
+
+
 def importance_values(study: optuna.Study) -> tuple[dict[str, float], str | None]:
-    """Importances by Optuna's default evaluator, or ``({}, reason)`` when they cannot be computed."""
+    """Importances by Optuna's default evaluator (of the primary objective in a
+    multi-objective study), or ``({}, reason)`` when they cannot be computed."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if len(complete) < 2:
         return {}, "needs at least 2 complete trials"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            values = optuna.importance.get_param_importances(study)
+            target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+            values = optuna.importance.get_param_importances(study, target=target)
     except Exception as exc:  # noqa: BLE001 - the report shows why instead
         return {}, f"{type(exc).__name__}: {exc}"
     if not values:
@@ -212,11 +230,36 @@ def shared_params(trials: list[FrozenTrial]) -> list[str]:
 
 def plot_all(study: optuna.Study, metric: str, best_number: int | None,
              best: dict[str, Any] | None) -> tuple[dict[str, bytes], dict[str, str], dict[str, float]]:
-    """Every figure of the report: ``(pngs by section, notes by section, importances)``."""
+    """Every figure of the report: ``(pngs by section, notes by section, importances)``. In a
+    multi-objective study the history and parallel coordinates show the study's metric (each
+    trial's value read as :func:`automl.study.results.metric_value` gives it), and the
+    ``pareto`` section draws the front."""
+    import copy
+
+    from automl.study.results import is_multi, metric_value
+    from automl.study.store import SPEC_KEY
+
     trials = study.get_trials(deepcopy=False)
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     pngs: dict[str, bytes] = {}
     notes: dict[str, str] = {}
+    if is_multi(study):
+        spec = study.user_attrs.get(SPEC_KEY) or {}
+        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+        if done:
+            pngs["pareto"] = pareto(study, list(spec.get("objectives") or []) or None)
+        else:
+            notes["pareto"] = "no trial completed yet"
+        views = []
+        for t in trials:  # one value per trial (the metric's), for the plots drawn for one objective
+            view = copy.copy(t)
+            if t.values:
+                value = metric_value(study, t)
+                view._values = [value] if value is not None else None
+            views.append(view)
+        trials = views
+        maximize = spec.get("direction", "maximize") == "maximize"
+    else:
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     if finished:
         pngs["history"] = history(trials, maximize, metric)

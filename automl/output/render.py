@@ -113,8 +113,26 @@ def _headers(params: list[str]) -> dict[str, str]:
     return {k: v if counts[v] == 1 else k for k, v in short.items()}
 
 
+#: The deployment figures a leaderboard row carries (``row["deploy"]``), in column order;
+#: ``leaderboard --columns`` takes them beside parameter names.
+FIGURE_COLUMNS = ("params", "size_mb", "size_bytes", "latency_ms", "latency_p95_ms", "latency_cpu_ms", "throughput",
+                  "latency_threads", "latency_device")
+
+
+def figure_names(rows: list[dict[str, Any]]) -> list[str]:
+    """The deployment figures the rows recorded, in :data:`FIGURE_COLUMNS` order."""
+    seen = {k for r in rows for k in (r.get("deploy") or {})}
+    return [k for k in FIGURE_COLUMNS if k in seen]
+
+
+def _misses(violations: dict[str, float]) -> str:
+    return "misses " + ", ".join(f"{k} by {fmt(float(v), 3)}" for k, v in violations.items())
+
+
 def _note(r: dict[str, Any]) -> str:
     parts = []
+    if r.get("feasible") is False:
+        parts.append(_misses(r.get("violations") or {}))
     if r.get("retry_of") is not None:
         parts.append(f"retry of {r['retry_of']}")
     if r.get("cut"):
@@ -128,7 +146,8 @@ def _note(r: dict[str, Any]) -> str:
 def leaderboard_table(rows: list[dict[str, Any]], *, metric: str, direction: str,
                       baselines: dict[str, dict[str, Any]] | None = None, title: str = "",
                       ensemble: dict[str, Any] | None = None, params: list[str] | None = None,
-                      metrics: list[str] | None = None, width: int | None = None) -> Table:
+                      metrics: list[str] | None = None, width: int | None = None,
+                      figures: list[str] | None = None) -> Table:
     """The leaderboard as one line per trial: rank, trial, state, the study's metric on
     validation, the other metrics (``metrics``: which; default all recorded), the test score,
     the time, then one column per parameter (``params``: which; default those that vary,
@@ -137,28 +156,42 @@ def leaderboard_table(rows: list[dict[str, Any]], *, metric: str, direction: str
     Columns are separated by spaces with no box, so a piped table splits on whitespace. Cells
     never wrap: when the table is wider than ``width`` (``None``: no limit), parameter values
     are cut at ``PARAM_CELL`` characters (with an ellipsis), the parameters that still do not
-    fit are left out, and the caption says how many."""
+    fit are left out, and the caption says how many.
+
+    ``figures``: deployment figures shown after the time (``latency_ms``, ``size_mb``...). A
+    multi-objective study's rows get a ``front`` column (``*``: on the Pareto front), a
+    constrained study's a ``feasible`` column (``yes`` / ``NO``, and in the note what an
+    infeasible trial misses)."""
     arrow = "higher is better" if direction == "maximize" else "lower is better"
     shown_metrics = metrics if metrics is not None else metric_names(rows, metric)
     others = [m for m in shown_metrics if m != metric]
     keys = params if params is not None else varying_params(rows)
     heads = _headers(keys)
-    fixed = ["rank", "trial", "state", metric, *others, "test", "s"]
+    figs = list(figures or [])
+    marks = [m for m in ("front", "feasible") if any(r.get(m) is not None for r in rows)]
+    fixed = ["rank", "trial", "state", *marks, metric, *others, "test", "s", *figs]
     lines: list[tuple[list[str], dict[str, str], str, str]] = []  # fixed cells, params, note, style
     if ensemble:
         members = " ".join(f"#{n}x{float(w):.2f}" for n, w in ensemble["members"].items())
-        lines.append((["", "ens", "ENSEMBLE", fmt(ensemble.get("val_value")), *["-"] * len(others),
-                       fmt(ensemble.get("test_value")), "-"], {},
+        ens_figs = ensemble.get("deploy") or {}
+        ens_ok = {"feasible": "yes" if ensemble.get("feasible", True) else "NO", "front": "-"}
+        lines.append((["", "ens", "ENSEMBLE", *[ens_ok[m] for m in marks], fmt(ensemble.get("val_value")),
+                       *["-"] * len(others), fmt(ensemble.get("test_value")), "-",
+                       *[fmt(ens_figs.get(f)) for f in figs]], {},
                       f"{len(ensemble['members'])} members {members}", "blue"))
     for name, b in (baselines or {}).items():
         note = f"{name}: failed: {b['error']}" if "error" in b else f"{name} {b.get('description', '')}"
-        lines.append((["", "base", "BASELINE", fmt(b.get("val")), *["-"] * len(others), fmt(b.get("test")), "-"],
-                      {}, note, "magenta"))
+        lines.append((["", "base", "BASELINE", *["-"] * len(marks), fmt(b.get("val")), *["-"] * len(others),
+                       fmt(b.get("test")), "-", *["-"] * len(figs)], {}, note, "magenta"))
     colors = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red", "RUNNING": "cyan", "WAITING": "dim"}
     for r in rows:
         ms = r.get("metrics") or {}
-        cells = [fmt(r["rank"]), str(r["number"]), r["state"], fmt(r["value"]), *[fmt(ms.get(m)) for m in others],
-                 fmt(r["test_value"]), fmt(r["duration_s"], 3)]
+        deploy = r.get("deploy") or {}
+        shown = {"front": {True: "*", False: "-", None: "-"}[r.get("front")],
+                 "feasible": {True: "yes", False: "NO", None: "-"}[r.get("feasible")]}
+        cells = [fmt(r["rank"]), str(r["number"]), r["state"], *[shown[m] for m in marks], fmt(r["value"]),
+                 *[fmt(ms.get(m)) for m in others], fmt(r["test_value"]), fmt(r["duration_s"], 3),
+                 *[fmt(deploy.get(f)) for f in figs]]
         values = {k: fmt(r["params"][k], 3) if k in r["params"] else "-" for k in keys}
         lines.append((cells, values, _note(r), colors.get(r["state"], "")))
 
@@ -193,6 +226,10 @@ def leaderboard_table(rows: list[dict[str, Any]], *, metric: str, direction: str
     caption = f"{metric} on validation ({arrow}); test: {metric} on the test split"
     if others:
         caption += f"; {', '.join(others)} on validation"
+    if "front" in marks:
+        caption += "; front *: on the Pareto front (listed first)"
+    if "feasible" in marks:
+        caption += "; feasible: meets every --constraint"
     if hidden:
         caption += (f"; {len(hidden)} more parameter(s) not shown ({', '.join(heads[k] for k in hidden)}): "
                     "--columns to choose, --best, --format json or csv for all")
@@ -214,20 +251,25 @@ def leaderboard_table(rows: list[dict[str, Any]], *, metric: str, direction: str
 
 
 def rows_csv(rows: list[dict[str, Any]], metric: str | None = None) -> str:
-    """The leaderboard as CSV: one line per trial, every metric (``val_<name>``) and every
-    parameter, with full values."""
+    """The leaderboard as CSV: one line per trial, the Pareto front and feasibility marks,
+    every deployment figure, every metric (``val_<name>``) and every parameter, with full
+    values."""
     buf = io.StringIO()
     keys = param_order(rows)
     names = metric_names(rows, metric) if metric else \
         list(dict.fromkeys(m for r in rows for m in r.get("metrics") or {}))
     writer = csv.writer(buf)
+    figs = figure_names(rows)
     writer.writerow(["rank", "number", "state", "value", "test_value", "duration_s", "epochs_run", "retry_of", "cut",
-                     "error"] + [f"val_{m}" for m in names] + keys)
+                     "error", "front", "feasible", "violations", "values"] + figs + [f"val_{m}" for m in names] + keys)
     for r in rows:
-        ms = r.get("metrics") or {}
+        ms, deploy = r.get("metrics") or {}, r.get("deploy") or {}
         writer.writerow([r["rank"], r["number"], r["state"], r["value"], r["test_value"], r["duration_s"],
-                         r.get("epochs"), r.get("retry_of"), r.get("cut"), r["error"]]
-                        + [ms.get(m) for m in names] + [r["params"].get(k) for k in keys])
+                         r.get("epochs"), r.get("retry_of"), r.get("cut"), r["error"], r.get("front"),
+                         r.get("feasible"), json.dumps(r["violations"]) if r.get("violations") else None,
+                         ";".join(map(str, r["values"])) if r.get("values") else None]
+                        + [deploy.get(f) for f in figs] + [ms.get(m) for m in names]
+                        + [r["params"].get(k) for k in keys])
     return buf.getvalue()
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from automl.errors import UserError
 
-SECTIONS = (("history", "Optimization history"), ("importances", "Parameter importances"),
+SECTIONS = (("pareto", "Pareto front"), ("history", "Optimization history"), ("importances", "Parameter importances"),
             ("parallel", "Parallel coordinates"), ("curves", "Learning curves"))
 MAX_ROWS = 200
 
@@ -114,6 +114,13 @@ def build_report(name: str) -> str:
              f'<p class="muted">plugin <b>{_e(spec.get("plugin"))}</b>, dataset <b>{_e(spec.get("dataset"))}</b>, '
              f'space(s) {_e(", ".join(spec.get("spaces") or []))}, metric <b>{_e(metric)}</b> ({arrow}); '
              f'report written {_e(dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S"))}</p>']
+    if spec.get("objectives") or spec.get("constraints"):
+        goals = [f"objectives <b>{_e(', '.join(spec['objectives']))}</b> (the first is the primary)"
+                 if spec.get("objectives") else "", f"constraints <b>{_e(', '.join(spec['constraints']))}</b>"
+                 if spec.get("constraints") else ""]
+        parts.append(f"<p class='muted'>{'; '.join(g for g in goals if g)}; deployment figures measured on "
+                     f"{_e(spec.get('latency_device', 'cpu'))} with {_e(spec.get('latency_threads', 1))} thread(s) "
+                     "(see docs/deployment.md)</p>")
     cards = [("best validation " + metric, info.get("best_value")),
              ("test " + metric + " of the best", best.get("test_value") if best else None),
              ("finished / target", f"{info['finished']} / {info.get('target')}"),
@@ -136,27 +143,40 @@ def build_report(name: str) -> str:
 
     parts.append(f"<h2>Leaderboard</h2><p class='muted'>{len(rows)} trials"
                  f"{f', first {MAX_ROWS} shown' if len(rows) > MAX_ROWS else ''}; {metric}: {arrow}</p>")
-    from automl.output.render import metric_names, param_order
+    from automl.output.render import figure_names, metric_names, param_order
 
     others = [m for m in metric_names(rows, metric) if m != metric]  # every metric of the plugin, on validation
     order = param_order(rows)  # the model's parameters first
+    figs = [f for f in figure_names(rows) if f not in ("size_bytes", "latency_device")]  # every figure measured
+    marks = [m for m in ("front", "feasible") if any(r.get(m) is not None for r in rows)]
+    mark_text = {"front": {True: "front", False: "", None: ""}, "feasible": {True: "yes", False: "NO", None: ""}}
     table_rows, classes = [], []
     for b_name, b in baselines(study).items():
-        table_rows.append(["", "base", "BASELINE", b.get("val"), *[None] * len(others), b.get("test"), None, None,
+        table_rows.append(["", "base", "BASELINE", *[""] * len(marks), b.get("val"), *[None] * len(others),
+                           b.get("test"), None, None, *[None] * len(figs),
                            f"{b_name}: {b.get('error') or b.get('description', '')}"])
         classes.append("base")
     for r in rows[:MAX_ROWS]:
         detail = r["error"] if r["state"] == "FAIL" and r.get("error") else \
             ", ".join(f"{k}={_num(r['params'][k])}" for k in order if k in r["params"])
-        table_rows.append([r["rank"], r["number"], _state_cell(r), r["value"],
-                           *[(r.get("metrics") or {}).get(m) for m in others], r["test_value"], r["duration_s"],
-                           r["epochs"], detail])
+        if r.get("violations"):
+            detail = "misses " + ", ".join(f"{k} by {_num(v)}" for k, v in r["violations"].items()) + "; " + detail
+        deploy = r.get("deploy") or {}
+        table_rows.append([r["rank"], r["number"], _state_cell(r), *[mark_text[m][r.get(m)] for m in marks],
+                           r["value"], *[(r.get("metrics") or {}).get(m) for m in others], r["test_value"],
+                           r["duration_s"], r["epochs"], *[deploy.get(f) for f in figs], detail])
         classes.append(r["state"])
-    parts.append(_table(["rank", "trial", "state", f"val {metric}", *[f"val {m}" for m in others], f"test {metric}",
-                         "time (s)", "epochs", "params / reason"], table_rows, classes))
+    parts.append(_table(["rank", "trial", "state", *marks, f"val {metric}", *[f"val {m}" for m in others],
+                         f"test {metric}", "time (s)", "epochs", *figs, "params / reason"], table_rows, classes))
 
     for key, title in SECTIONS:
+        if key == "pareto" and len(study.directions) == 1:
+            continue  # a single-objective study has no front
         parts.append(f"<h2>{_e(title)}</h2>")
+        if key == "pareto":
+            parts.append(f"<p class='muted'>every complete trial in the space of the objectives "
+                         f"({_e(', '.join(spec.get('objectives') or []))}); the Pareto front (the trials no other "
+                         "trial beats on every objective) highlighted; the leaderboard lists it first</p>")
         if key == "history":
             parts.append("<p class='muted'>each finished trial's value and the best so far, over trials (left) "
                          "and over wall time (right)</p>")

@@ -35,15 +35,27 @@ KEEP_MODELS = 5
 
 
 def rank_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
-    """Complete trials, best first: by value in the study's direction, then by validation
-    loss (lower first; trials without one last among their ties), then by trial number."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    """Complete trials, best first (:func:`automl.study.results.rank`): by value in the
+    study's direction, then by validation loss (lower first; trials without one last among
+    their ties), then by trial number. With ``--constraint`` the trials that meet every
+    constraint come first, so the selected trial meets them whenever one does; when none
+    does, the least-violating trial comes first (the search says so). In a multi-objective
+    study the Pareto front comes first, by the primary (first) objective: the selected trial
+    is the front member best on it. Each trial of a multi-objective study is returned as a
+    copy whose ``value`` is its study-metric value, so the rest of finalize reads one number."""
+    import copy
 
-    def key(t: optuna.trial.FrozenTrial) -> tuple[float, float, int]:
-        loss = (t.user_attrs.get("run") or {}).get("val_loss")
-        return (-t.value if maximize else t.value, loss if loss is not None else float("inf"), t.number)
+    from automl.study.results import is_multi, metric_value, rank
 
-    return sorted((t for t in trials if t.value is not None), key=key)
+    ranked = rank(study, trials)
+    if not is_multi(study):
+        return ranked
+    views = []
+    for t in ranked:
+        view = copy.copy(t)
+        view._values = [metric_value(study, t)]  # FrozenTrial.value reads _values
+        views.append(view)
+    return views
 
 
 def finalize(session: Session, study: optuna.Study | None = None, reason: str = "finished") -> dict[str, Any] | None:
@@ -55,7 +67,7 @@ def finalize(session: Session, study: optuna.Study | None = None, reason: str = 
     if complete:
         best_info = _save_best(session, study, complete[0])
         ensemble = build_ensemble(session, study, complete)
-        _prune_models(session, complete, keep=set(ensemble["members"]) if ensemble else set())
+        _prune_models(session, complete, keep=set(ensemble["members"]) if ensemble else set(), study=study)
     session.registry.call("on_study_end", session.spec.loggers, event=StudyEvent(
         session.ref.name, str(session.ref.dir), len(complete),
         best_info["value"] if best_info else None, best_info["params"] if best_info else None, reason))
@@ -152,6 +164,10 @@ def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.tr
         record["trial_test_value"] = trial_test_value
     if skipped:
         record["refit_skipped"] = {str(n): why for n, why in skipped.items()}
+    from automl.search.deploy import keep_ensemble  # measured like any model; it must meet --constraint
+
+    if not keep_ensemble(session, study, record, chosen.weights):
+        return None
     study.set_user_attr(ENSEMBLE_KEY, record)
     folder = session.ref.dir / "ensemble"
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,11 +183,18 @@ def averageable(data: Any) -> bool:
     return data.evaluate is None and data.info.task in ("classification", "regression")
 
 
-def _prune_models(session: Session, ranked: list[optuna.trial.FrozenTrial], keep: set[int]) -> None:
-    """Keep the models of the best few trials and of the ensemble's members; a study of big
-    models would fill the disk. Predictions (small) are kept for every trial. Refit models
+def _prune_models(session: Session, ranked: list[optuna.trial.FrozenTrial], keep: set[int],
+                  study: optuna.Study | None = None) -> None:
+    """Keep the models of the best few trials, of the ensemble's members and, in a
+    multi-objective study, of every Pareto-front member (each is a choice ``export --trial N``
+    must be able to hand back); a study of big models would fill the disk. Predictions (small)
+    are kept for every trial. Refit models
     (:mod:`automl.search.refit`) are kept for the selected trial and the ensemble's members
     only (an ensemble built again may have dropped some)."""
+    if study is not None:
+        from automl.study.results import front
+
+        keep = keep | {t.number for t in front(study)}
     handed = keep | {ranked[0].number}
     refits = session.ref.dir / "refit"
     for folder in refits.iterdir() if refits.is_dir() else ():

@@ -22,17 +22,21 @@ import torch
 from automl.backends.base import Job, StopRequested, error_reason
 from automl.errors import TrialFailed, UserError
 from automl.plugins import Registry, listener_names, load_registry
+from automl.search.deploy import measure, violations
 from automl.study.artifacts import model_path, save_predictions, save_targets
 from automl.study.datasets import load_data
 from automl.study.resolve import check_task_fit, resolve
 from automl.study.sampling import sample_config
-from automl.study.spec import PRUNERS, SAMPLERS, StudySpec, trial_seed
+from automl.study.spec import FIGURES, PRUNERS, SAMPLERS, StudySpec, trial_seed
 from automl.study.store import quiet_optuna
 from automl.training import CheckError, build_model, check_space, evaluate, fit, save_model, validation_loss
 from automl.types import DataBundle, EpochEvent, Metric, SearchSpace, TrialEvent
 
 #: Configurations of each space tried before a search starts (see Objective.preflight).
 PREFLIGHT_CONFIGS = 3
+#: NSGA-II's generation size (``--sampler nsga2``): Optuna's default of 50 would leave a
+#: search of a few dozen trials in its random first generation.
+NSGA_POPULATION = 10
 
 
 def seed_everything(seed: int) -> None:
@@ -50,6 +54,13 @@ class Objective:
     samples/s, the epoch it resumed from, the batch size after an out-of-memory retry). Each
     attribute is its own storage commit, so there are as few as that. ``worker`` (host, pid,
     device) is written by whoever claims the trial (the backend).
+
+    After training, the model's deployment figures (:mod:`automl.search.deploy`) are measured
+    and recorded in ``run["deploy"]``; with ``--constraint`` each constraint's violation is set
+    with :meth:`optuna.trial.Trial.set_constraint` (what Optuna's constraint-aware samplers and
+    ``best_trials`` read); with several ``--objective`` the trial returns one value per
+    objective, and reports no intermediate values to Optuna's pruner (multi-objective studies
+    are not pruned; the epoch values are still stored for the learning curves).
 
     It is also the backends' :class:`automl.backends.base.TrialRunner`: besides running a
     trial it gives each process its sampler and pruner, and samples a config without training
@@ -193,10 +204,11 @@ class Objective:
         return TrialEvent(self.study_name, str(self.study_dir), trial.number, dict(trial.params), **kw)
 
     def __call__(self, trial: optuna.Trial, on_epoch: Callable[[int, float, float], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> float:
+                 should_stop: Callable[[], bool] | None = None) -> float | list[float]:
         """Run trial ``trial``; ``on_epoch(epoch, value, train_loss)`` is called after each
         epoch (the Ray backend reports to Tune there); when ``should_stop()`` turns true the
-        trial stops after its current batch, recorded as interrupted."""
+        trial stops after its current batch, recorded as interrupted. Returns the study
+        metric's value, or for a multi-objective study one value per objective."""
         start = time.perf_counter()
         config: dict[str, Any] | None = None
         try:
@@ -219,7 +231,8 @@ class Objective:
             trial.set_user_attr("error", reason)
             self._end(trial, config, "FAIL", None, start, reason)
             raise
-        self._end(trial, config, "COMPLETE", value, start, None)
+        primary = value[0] if isinstance(value, list) else value
+        self._end(trial, config, "COMPLETE", primary, start, None)
         return value
 
     def _end(self, trial, config, state, value, start, error) -> None:
@@ -229,7 +242,7 @@ class Objective:
 
     def _train(self, trial: optuna.Trial, space: SearchSpace, config: dict[str, Any],
                on_epoch: Callable[[int, float, float], None] | None,
-               should_stop: Callable[[], bool] | None = None) -> float:
+               should_stop: Callable[[], bool] | None = None) -> float | list[float]:
         data = space.prepare(self.bundle, config) if space.prepare else self.bundle
         seed = trial_seed(self.spec.seed, trial.number)
         tdir = self.study_dir / "trials" / str(trial.number)
@@ -243,15 +256,23 @@ class Objective:
 
         last_epoch = int(config["train"].get("epochs", 1)) - 1
 
+        multi = self.spec.multi_objective
+
         def report(epoch: int, value: float, train_loss: float) -> None:
-            trial.report(value, epoch)
+            if multi:
+                # Optuna refuses Trial.report in a multi-objective study (no pruner works on
+                # several values); the epoch's value still goes to the storage, where the
+                # learning curves and the progress display read it.
+                trial.storage.set_trial_intermediate_value(trial._trial_id, epoch, float(value))
+            else:
+                trial.report(value, epoch)
             if on_epoch is not None:
                 on_epoch(epoch, value, train_loss)
             self.registry.call("on_epoch_end", self.spec.loggers, event=EpochEvent(
                 self.study_name, str(self.study_dir), trial.number, epoch, train_loss, value, self.metric.name))
             # After the last epoch the trial ends anyway: asking the pruner (which reads every
             # trial of the study) would cost a query and gain nothing.
-            if epoch < last_epoch and trial.should_prune():
+            if not multi and epoch < last_epoch and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
         limits = [(self.deadline, "budget")] if self.deadline else []
@@ -302,8 +323,30 @@ class Objective:
             run["resumed_from_epoch"] = result.resumed_from_epoch
         if result.cut:
             run["cut"] = cut_by  # kept as finished, with its best epoch so far
+        run["deploy"] = self._deploy(model, data, model_path(tdir, model))
+        metrics = run.get("metrics") or {}
+        for key, gap in violations(self.spec.constraints, run["deploy"], metrics).items():
+            trial.set_constraint(key, gap)
         trial.set_user_attr("run", run)
-        return result.best_value
+        if not self.spec.multi_objective:
+            return result.best_value
+        values = []
+        for name in self.spec.objectives:
+            v = run["deploy"].get(name) if name in FIGURES else metrics.get(name)
+            if v is None or not math.isfinite(float(v)):
+                why = run["deploy"].get("error") or "not measured"
+                raise TrialFailed(f"objective {name} has no value for this trial ({why})")
+            values.append(float(v))
+        return values
+
+    def _deploy(self, model: Any, data: DataBundle, path: Path) -> dict[str, Any]:
+        """The trained model's deployment figures (:func:`automl.search.deploy.measure`), on
+        ``--latency-device`` with ``--latency-threads``; a model that cannot be timed records
+        why (``error``) and, under a constraint on a figure, counts as infeasible."""
+        try:
+            return measure(model, data, path, self.spec.latency_device, self.spec.latency_threads)
+        except Exception as exc:  # noqa: BLE001 - the trial still counts; its figures are missing
+            return {"error": error_reason(exc)}
 
 
     def _predictions(self, model: Any, data: DataBundle, tdir: Path, value: float) -> dict[str, Any]:
@@ -376,6 +419,12 @@ class _SpeedProbe:
 
 
 def make_sampler(name: str, seed: int | None, parallel: bool = False) -> optuna.samplers.BaseSampler:
+    """The sampler ``--sampler`` names. Constraints need no argument here: the trials set
+    them (:meth:`optuna.trial.Trial.set_constraint`) and the constraint-aware samplers (TPE,
+    NSGA-II, GP) read them from the trials. Every sampler but CMA-ES also takes several
+    objectives (the spec refuses ``cmaes`` for a multi-objective study)."""
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=NSGA_POPULATION)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=parallel, multivariate=True,
                                           group=True, n_startup_trials=5)

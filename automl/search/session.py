@@ -32,9 +32,9 @@ from automl.search.objective import Objective, make_pruner, make_runner, make_sa
 from automl.study.artifacts import check_artifacts_url, fetch_targets, fetch_trial, open_store, publish_best
 from automl.study.datasets import fingerprint, load_data
 from automl.study.recovery import claim_lock, recover, to_recover
-from automl.study.resolve import Resolved, check_task_fit, resolve
+from automl.study.resolve import Resolved, check_goals, check_task_fit, resolve
 from automl.study.sampling import start_params
-from automl.study.spec import StudySpec, check_counts
+from automl.study.spec import FIGURES, StudySpec, check_counts
 from automl.study.store import (
     BASELINE_KEY,
     FINISHED,
@@ -113,6 +113,7 @@ def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = 
     if warm:
         backend.warm_up([make_runner.__module__])
     spec.plugin_paths = _absolute(spec.plugin_paths)
+    _objective_metric(spec)
     registry = load_registry(spec.plugin_paths, only=study_plugins(spec))
     registry.check_loggers(spec.loggers)
     resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces or None, spec.metric, spec.options)
@@ -120,6 +121,9 @@ def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = 
     spec.data_path = os.path.abspath(spec.data_path) if spec.data_path else None
     bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)
     metric = check_task_fit(resolved, bundle.info)
+    spec.directions = check_goals(resolved, bundle.info, spec.objectives, spec.constraints)
+    if spec.multi_objective:
+        spec.pruner = "none"  # Optuna's pruners compare one value per epoch; the CLI says so
     spec.dataset, spec.spaces = resolved.dataset.name, [s.name for s in resolved.spaces]
     spec.metric, spec.direction, spec.options = metric.name, metric.direction, resolved.options
     spec.loggers = list(dict.fromkeys(spec.loggers))
@@ -132,6 +136,20 @@ def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = 
     if spec.timeout or measure:
         measure_epoch(session, objective)
     return session
+
+
+def _objective_metric(spec: StudySpec) -> None:
+    """``--objective`` and ``--metric``: one objective is the study's metric (as ``--metric``);
+    with several, the study's metric (what trials train and early-stop on, and the test score
+    of the selected model) is ``--metric``, else the first objective that is not a deployment
+    figure, else the plugin's default."""
+    if len(spec.objectives) == 1:
+        if spec.metric and spec.metric != spec.objectives[0]:
+            raise UserError(f"--metric {spec.metric} and a single --objective {spec.objectives[0]}: give one of them "
+                            "(several --objective make a multi-objective study)")
+        spec.metric, spec.objectives = spec.objectives[0], []
+    elif spec.objectives and spec.metric is None:
+        spec.metric = next((o for o in spec.objectives if o not in FIGURES), None)
 
 
 def _check_scale_out(spec: StudySpec, url: str | None) -> None:
@@ -197,7 +215,7 @@ def create_study(session: Session) -> optuna.Study:
     error, Ctrl-C included) nothing."""
     quiet_optuna()
     spec = session.spec
-    study = create(session.ref, spec.to_json(), spec.direction,
+    study = create(session.ref, spec.to_json(), spec.directions if spec.multi_objective else spec.direction,
                    make_sampler(spec.sampler, spec.seed), make_pruner(spec.pruner))
     try:
         starts = start_params({s.name: s for s in session.resolved.spaces}, session.bundle.info)

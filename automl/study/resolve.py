@@ -135,3 +135,20 @@ def check_task_fit(resolved: Resolved, info: DataInfo) -> Metric:
     if not valid:
         raise UserError(f"plugin {resolved.plugin.name!r} has no metric for task {info.task!r}")
     return metrics[valid[0]]
+
+
+def check_goals(resolved: Resolved, info: DataInfo, objectives: list[str], constraints: list[str]) -> list[str]:
+    """Check the names of ``--objective`` and ``--constraint`` against the deployment figures
+    and the plugin's metrics that fit the data, and return each objective's direction (a
+    metric's own; figures: lower is better, throughput higher)."""
+    from automl.study.spec import FIGURES, parse_constraint
+
+    metrics = {n: m for n, m in resolved.plugin.metrics.items()
+               if info.task in m.tasks and (m.applies is None or bool(m.applies(info)))}
+    choices = ", ".join([*sorted(metrics), *FIGURES])
+    for flag, names in (("--objective", objectives), ("--constraint", [parse_constraint(c)[0] for c in constraints])):
+        for name in names:
+            if name not in FIGURES and name not in metrics:
+                raise UserError(f"unknown {flag} name {name!r} for plugin {resolved.plugin.name!r} on this "
+                                f"{info.task} dataset; choices: {choices}")
+    return [FIGURES[n] if n in FIGURES else metrics[n].direction for n in objectives]

@@ -1,4 +1,12 @@
-"""Leaderboards and study summaries as plain data (the CLI renders them)."""
+"""Leaderboards and study summaries as plain data (the CLI renders them).
+
+Ranking (:func:`rank`, which finalize's selection also uses): with ``--constraint``, trials
+that meet every constraint come before those that do not (these by how far they miss);
+in a multi-objective study (``--objective`` twice or more) the Pareto front comes first
+(Optuna's non-dominated feasible trials, as ``study.best_trials`` gives them), each group by
+its primary (first) objective; single-objective trials by value in the study's direction.
+Ties go to the lower validation loss, then to the earlier trial.
+"""
 
 from __future__ import annotations
 
@@ -13,35 +21,105 @@ _STATE_ORDER = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.RUNNING
                 TrialState.WAITING: 3, TrialState.FAIL: 4}
 
 
+def is_multi(study: optuna.Study) -> bool:
+    """Whether the study has several objectives."""
+    return len(study.directions) > 1
+
+
+def violations(t: optuna.trial.FrozenTrial) -> dict[str, float]:
+    """The constraints trial ``t`` does not meet, with by how much (Optuna's constraint
+    values above zero)."""
+    return {k: v for k, v in t.constraints.items() if v > 0}
+
+
+def metric_value(study: optuna.Study, t: optuna.trial.FrozenTrial) -> float | None:
+    """The study metric's validation value of a complete trial: its value, or in a
+    multi-objective study the metric's objective value or recorded validation metric."""
+    if not t.values:
+        return None
+    if not is_multi(study):
+        return t.values[0]
+    spec = study.user_attrs.get(SPEC_KEY) or {}
+    objectives, metric = spec.get("objectives") or [], spec.get("metric")
+    if metric in objectives:
+        return t.values[objectives.index(metric)]
+    got = ((t.user_attrs.get("run") or {}).get("metrics") or {}).get(metric)
+    return float(got) if got is not None else None
+
+
+def front(study: optuna.Study, trials: list[optuna.trial.FrozenTrial] | None = None) -> list[optuna.trial.FrozenTrial]:
+    """The Pareto front of a multi-objective study among ``trials`` (default: all): the
+    feasible complete trials no other feasible trial dominates (``study.best_trials``);
+    empty for a single-objective study."""
+    if not is_multi(study):
+        return []
+    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+
+    done = [t for t in (trials if trials is not None else study.get_trials(deepcopy=False))
+            if t.state == TrialState.COMPLETE and t.values]
+    return _get_pareto_front_trials_by_trials(done, study.directions, consider_constraint=True)
+
+
+def rank(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The complete trials of ``trials`` with values, best first (see the module docstring)."""
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+    on_front = {t.number for t in front(study, done)}
+
+    def key(t: optuna.trial.FrozenTrial) -> tuple:
+        loss = (t.user_attrs.get("run") or {}).get("val_loss")
+        missed = sum(violations(t).values())
+        primary = t.values[0]
+        return (t.number not in on_front, missed > 0, missed, -primary if maximize else primary,
+                loss if loss is not None else float("inf"), t.number)
+
+    return sorted(done, key=key)
+
+
 def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
-    """Every trial, best first: complete trials by value (in the study's direction), then
-    pruned (by their last reported value), running, waiting and failed ones. ``rank`` is
-    given to complete trials only."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    """Every trial, best first: complete trials as :func:`rank` orders them, then pruned (by
+    their last reported value), running, waiting and failed ones. ``rank`` is given to
+    complete trials only. ``value`` is the study metric's (in a multi-objective study too;
+    ``values`` has every objective's), ``deploy`` the trial's deployment figures; with
+    constraints ``feasible`` and ``violations`` (the constraints it misses, by how much); in
+    a multi-objective study ``front`` (on the Pareto front)."""
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    multi = is_multi(study)
+    constrained = bool((study.user_attrs.get(SPEC_KEY) or {}).get("constraints"))
     tests = study.user_attrs.get(TEST_KEY, {})
     trials = study.get_trials(deepcopy=False)
+    ranked = rank(study, trials)
+    position = {t.number: i for i, t in enumerate(ranked)}
+    on_front = {t.number for t in front(study, ranked)}
 
     def value_of(t: optuna.trial.FrozenTrial) -> float | None:
-        if t.value is not None:
-            return t.value
+        if t.values:
+            return metric_value(study, t)
         if t.state == TrialState.PRUNED and t.intermediate_values:
             return t.intermediate_values[max(t.intermediate_values)]
         return None
 
     def key(t: optuna.trial.FrozenTrial):
         v = value_of(t)
-        return (_STATE_ORDER.get(t.state, 5), v is None, -(v or 0) if maximize else (v or 0), t.number)
+        return (_STATE_ORDER.get(t.state, 5), position.get(t.number, 0), v is None,
+                -(v or 0) if maximize else (v or 0), t.number)
 
-    rows, rank = [], 0
+    rows, rank_no = [], 0
     for t in sorted(trials, key=key):
         if t.state == TrialState.COMPLETE:
-            rank += 1
+            rank_no += 1
         duration = t.duration.total_seconds() if t.duration is not None else None
+        complete = t.state == TrialState.COMPLETE
         rows.append({
-            "rank": rank if t.state == TrialState.COMPLETE else None,
+            "rank": rank_no if complete else None,
             "number": t.number,
             "state": t.state.name,
             "value": value_of(t),
+            "values": list(t.values) if multi and t.values else None,
+            "front": (t.number in on_front) if multi and complete else None,
+            "feasible": (not violations(t)) if constrained and complete else None,
+            "violations": violations(t) if constrained and complete else None,
+            "deploy": dict((t.user_attrs.get("run") or {}).get("deploy") or {}),
             "test_value": tests.get(str(t.number)),
             "duration_s": round(duration, 3) if duration is not None else None,
             "params": dict(t.params),
@@ -75,16 +153,16 @@ def summary(ref: StudyRef, study: optuna.Study) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    best = None
-    if complete:
-        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        best = (max if maximize else min)(t.value for t in complete)
+    ranked = rank(study, complete)
+    best = metric_value(study, ranked[0]) if ranked else None
     return {
         "name": ref.name,
         "plugin": spec.get("plugin"),
         "dataset": spec.get("dataset"),
         "metric": spec.get("metric"),
         "direction": spec.get("direction"),
+        "objectives": spec.get("objectives") or None,
+        "constraints": spec.get("constraints") or None,
         "complete": len(complete),
         "finished": finished,
         "target": spec.get("trials"),

@@ -19,7 +19,7 @@ from typing import Any
 from automl._version import __version__
 from automl.errors import UserError
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc", "nsga2")
 PRUNERS = ("auto", "median", "asha", "hyperband", "none")
 #: ``--refit``: train the handed-back models again on train + validation (automl.search.refit).
 REFITS = ("auto", "on", "off")
@@ -32,6 +32,14 @@ RESERVE_SHARE, RESERVE_MIN_S, RESERVE_MAX_S = 0.08, 3.0, 60.0
 #: Under a time budget each trial gets at most this share of the workers' time: at least this
 #: many trials run, and Hyperband starts many more short ones.
 BUDGET_TRIALS = 8
+#: The deployment figures each trial records (:mod:`automl.search.deploy`), by name, with the
+#: direction each is better in: what ``--objective`` and ``--constraint`` accept besides the
+#: plugin's metrics.
+FIGURES = {"params": "minimize", "size_mb": "minimize", "size_bytes": "minimize", "latency_ms": "minimize",
+           "latency_p95_ms": "minimize", "latency_cpu_ms": "minimize", "throughput": "maximize"}
+#: The comparison operators of ``--constraint``.
+CONSTRAINT_OPS = ("<=", ">=", "<", ">")
+LATENCY_DEVICES = ("cpu", "cuda")
 
 
 @dataclass
@@ -69,6 +77,16 @@ class StudySpec:
     gpus: str = "auto"
     loggers: list[str] = field(default_factory=list)
     plugin_paths: list[str] = field(default_factory=list)
+    #: ``--objective``: two or more names (metrics or :data:`FIGURES`) make a multi-objective
+    #: study, the first the primary; empty: the study optimises ``metric`` alone.
+    objectives: list[str] = field(default_factory=list)
+    #: The direction of each objective (filled by the session).
+    directions: list[str] = field(default_factory=list)
+    #: ``--constraint`` texts (``"latency_ms<=2"``): a trial that does not meet them all is
+    #: infeasible, and never selected while a feasible one exists.
+    constraints: list[str] = field(default_factory=list)
+    latency_device: str = "cpu"
+    latency_threads: int = 1
     checkpoint_every_s: float = 10.0
     data_fingerprint: str = ""
     space_hash: str = ""
@@ -131,9 +149,30 @@ class StudySpec:
             return self.pruner
         return "hyperband" if self.timeout and self.budget_aware else "median"
 
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study has several objectives (a Pareto front rather than one best)."""
+        return len(self.objectives) > 1
+
     def check(self) -> StudySpec:
         """Raise :class:`UserError` for a number or name the user got wrong; returns self."""
         check_counts(self.trials, self.workers, self.seed)
+        for text in self.constraints:
+            parse_constraint(text)
+        if len(set(self.objectives)) != len(self.objectives):
+            raise UserError(f"--objective names {', '.join(self.objectives)}: each objective once")
+        if len(self.objectives) == 1 and self.objectives[0] in FIGURES:
+            raise UserError(f"--objective {self.objectives[0]} alone: a deployment figure is an objective beside a "
+                            f"metric (--objective accuracy --objective {self.objectives[0]}); to bound it, use "
+                            f"--constraint \"{self.objectives[0]}<=...\"")
+        if self.multi_objective and self.sampler == "cmaes":
+            raise UserError("--sampler cmaes optimises one objective; with several --objective use tpe (default), "
+                            "nsga2, gp, random or qmc")
+        if self.latency_device not in LATENCY_DEVICES:
+            raise UserError(f"--latency-device must be one of {', '.join(LATENCY_DEVICES)}, "
+                            f"not {self.latency_device!r}")
+        if not 1 <= self.latency_threads <= 256:
+            raise UserError(f"--latency-threads must be between 1 and 256, not {self.latency_threads}")
         for flag, value in (("--timeout", self.timeout), ("--trial-timeout", self.trial_timeout)):
             if value is not None and (not math.isfinite(value) or value <= 0):
                 raise UserError(f"{flag} must be a positive number of seconds, not {value}")
@@ -167,6 +206,26 @@ def check_counts(trials: int | None, workers: int | None, seed: int = 0) -> None
         raise UserError(f"--workers must be between 1 and 256, not {workers}")
     if seed < 0 or seed >= MAX_SEED:
         raise UserError(f"--seed must be between 0 and {MAX_SEED - 1}, not {seed}")
+
+
+def parse_constraint(text: str) -> tuple[str, str, float]:
+    """``"latency_ms<=2"`` as ``("latency_ms", "<=", 2.0)``; a :class:`UserError` naming the
+    expected form for anything else. Whether the name is a figure or a metric of the plugin
+    is checked once the plugin is loaded."""
+    raw = text.replace(" ", "")
+    for op in CONSTRAINT_OPS:  # two-character operators first
+        name, sep, bound = raw.partition(op)
+        if not sep:
+            continue
+        try:
+            value = float(bound)
+        except ValueError:
+            value = math.nan
+        if not name or not math.isfinite(value) or any(o in bound for o in CONSTRAINT_OPS):
+            break
+        return name, op, value
+    raise UserError(f"bad --constraint {text!r}: expected NAME<=NUMBER (or <, >=, >), e.g. \"latency_ms<=2\"; "
+                    f"NAME is a metric or one of {', '.join(FIGURES)}")
 
 
 def trial_seed(study_seed: int, number: int) -> int:

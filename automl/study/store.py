@@ -271,7 +271,7 @@ def default_url(folder: Path) -> str:
     return f"sqlite:///{folder / 'study.db'}"
 
 
-def create(ref: StudyRef, spec: dict[str, Any], direction: str, sampler, pruner) -> optuna.Study:
+def create(ref: StudyRef, spec: dict[str, Any], direction: str | list[str], sampler, pruner) -> optuna.Study:
     """Create the study with its spec. A new SQLite file is built under a temporary name and
     renamed into place complete, so a reader (``automl studies``, a progress display) never
     sees - or races to initialise - a half-created database."""
@@ -284,7 +284,9 @@ def create(ref: StudyRef, spec: dict[str, Any], direction: str, sampler, pruner)
     url = f"sqlite:///{db.with_name(db.name + '.creating')}" if staged else ref.url
     try:
         storage = make_storage(url, create=True)
-        study = optuna.create_study(study_name=ref.name, storage=storage, direction=direction)
+        # A list of directions: a multi-objective study (--objective, see automl.study.spec).
+        study = optuna.create_study(study_name=ref.name, storage=storage, **(
+            {"direction": direction} if isinstance(direction, str) else {"directions": list(direction)}))
         study.set_user_attr(SPEC_KEY, spec)
         if staged:
             storage.engine.dispose()

@@ -1,0 +1,248 @@
+"""Deployment figures of a trained model: size, parameters, latency and throughput.
+
+Measured once per trial, after training, in the process that trained it, on the device the
+model is meant to run on (``--latency-device``, CPU by default):
+
+- ``params``: the number of parameters of a torch module (the sum of ``numel`` of its
+  parameters); ``None`` for an :class:`automl.ArrayModel` (gradient boosting, scikit-learn),
+  which has no comparable count.
+- ``size_bytes`` / ``size_mb``: the size of the model file (or folder) the trial stores anyway
+  (``trials/N/model.pt``, a state_dict; or ``trials/N/model/``, the library's own format),
+  not of an extra export. ``size_mb`` is ``size_bytes / 1e6`` (decimal megabytes).
+- ``latency_ms`` / ``latency_p95_ms``: the median and 95th percentile of the wall time of
+  one prediction of **one row** of the validation split, through the path ``automl predict``
+  and evaluation use (:func:`automl.training.split_outputs`: ``eval()``, ``inference_mode``,
+  the model's forward or ``predict``, softmax for classification, the copy to numpy), after
+  ``WARMUP`` calls that are not counted, repeated until at least ``MIN_CALLS`` calls and
+  ``MIN_SECONDS`` seconds were timed, or ``MAX_CALLS`` calls, or ``MAX_SECONDS`` seconds
+  (with at least ``MIN_SLOW_CALLS`` calls) for a slow model.
+- ``latency_cpu_ms``: the median CPU time of the calling thread over the same calls (CPU only):
+  it leaves out the time the thread waits for a CPU that other processes hold (both figures
+  still vary with caches and clock speed); it counts the calling thread only, so it is
+  meaningful with one thread (the default).
+- ``throughput``: rows per second at a batch of ``BATCH`` rows (or the whole validation split
+  when smaller), timed the same way (``THROUGHPUT_*``).
+- ``latency_threads``: torch's intra-op threads during the measurement (``--latency-threads``,
+  1 by default: a figure that does not depend on how many workers share the machine), set
+  with :func:`torch.set_num_threads` and restored after; ``latency_device``: where it ran.
+
+On a GPU each timed call ends with :func:`torch.cuda.synchronize`. A small model adds well
+under a second to its trial. The figures are noisy on a loaded machine; the median is the
+robust one, and ``docs/deployment.md`` describes how to check them on the target machine.
+
+:func:`violations` turns the figures (and the trial's validation metrics) into Optuna
+constraint values, positive when a ``--constraint`` is not met; :func:`ensemble_figures`
+measures an ensemble's combined prediction the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from automl.study.spec import FIGURES, parse_constraint
+from automl.training import split_outputs
+from automl.types import DataBundle, Split, StreamSplit
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from automl.search.session import Session
+
+WARMUP, MIN_CALLS, MIN_SECONDS, MAX_CALLS, MAX_SECONDS, MIN_SLOW_CALLS = 10, 30, 0.3, 200, 3.0, 5
+BATCH, THROUGHPUT_MIN_CALLS, THROUGHPUT_MIN_SECONDS, THROUGHPUT_MAX_SECONDS = 64, 3, 0.15, 1.5
+#: The violation recorded for a constraint whose figure could not be measured (infeasible).
+UNMEASURED = 1e9
+
+
+def stored_size(path: Path | None) -> int | None:
+    """Bytes of a stored model: the file, or every file under the folder."""
+    if path is None or not path.exists():
+        return None
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def count_params(model: Any) -> int | None:
+    """Parameters of a torch module; ``None`` for a model that is not one."""
+    if isinstance(model, nn.Module):
+        return int(sum(p.numel() for p in model.parameters()))
+    return None
+
+
+def _rows(inputs: Any, start: int, stop: int) -> Any:
+    """Rows ``start:stop`` of a split's inputs: a tensor or array, a mapping or tuple of them,
+    or a list (the inputs of an ArrayModel, such as texts)."""
+    if isinstance(inputs, Mapping):
+        return {k: _rows(v, start, stop) for k, v in inputs.items()}
+    if isinstance(inputs, tuple):
+        return tuple(_rows(v, start, stop) for v in inputs)
+    return inputs[start:stop]
+
+
+def sample_split(split: Split | StreamSplit, rows: int) -> Split:
+    """The first ``rows`` rows of a split as an in-memory :class:`Split` (a streamed split's
+    examples are read and collated as its loader would)."""
+    if isinstance(split, Split):
+        return Split(_rows(split.inputs, 0, rows), split.targets[:rows])
+    items = [split.dataset[i] for i in range(min(rows, len(split)))]
+    inputs, targets = torch.utils.data.default_collate(items)
+    return Split(inputs, torch.as_tensor(targets))
+
+
+def _timed(call: Callable[[], Any], sync: Callable[[], None], warmup: int, min_calls: int, min_s: float,
+           max_calls: int, max_s: float, min_slow: int) -> tuple[list[float], list[float]]:
+    """Wall seconds and calling-thread CPU seconds of each timed call of ``call`` after
+    ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    sync()
+    times: list[float] = []
+    cpu: list[float] = []
+    started = time.perf_counter()
+    while True:
+        c0, t0 = time.thread_time(), time.perf_counter()
+        call()
+        sync()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+        spent = time.perf_counter() - started
+        if len(times) >= max_calls or (len(times) >= min_calls and spent >= min_s) or \
+                (len(times) >= min_slow and spent >= max_s):
+            return times, cpu
+
+
+def time_calls(one: Callable[[], Any], many: Callable[[], Any], rows: int, device: torch.device,
+               threads: int = 1) -> dict[str, Any]:
+    """Latency of ``one()`` (a prediction of one row) and throughput of ``many()`` (a
+    prediction of ``rows`` rows), with ``threads`` torch threads (restored after)."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    old = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))
+    try:
+        lat, lat_cpu = _timed(one, sync, WARMUP, MIN_CALLS, MIN_SECONDS, MAX_CALLS, MAX_SECONDS, MIN_SLOW_CALLS)
+        thr, _ = _timed(many, sync, 2, THROUGHPUT_MIN_CALLS, THROUGHPUT_MIN_SECONDS, 1000, THROUGHPUT_MAX_SECONDS, 1)
+    finally:
+        torch.set_num_threads(old)
+    return {"latency_ms": round(statistics.median(lat) * 1e3, 4),
+            "latency_p95_ms": round(float(np.percentile(lat, 95)) * 1e3, 4),
+            "latency_cpu_ms": round(statistics.median(lat_cpu) * 1e3, 4) if device.type == "cpu" else None,
+            "throughput": round(rows / statistics.median(thr), 1),
+            "latency_calls": len(lat), "throughput_batch": rows,
+            "latency_threads": max(1, int(threads)), "latency_device": str(device)}
+
+
+def _predictor(model: Any, split: Split, data: DataBundle, device: torch.device) -> Callable[[], Any]:
+    """One prediction of ``split`` through :func:`automl.training.split_outputs`, the path
+    evaluation and ``automl predict`` use (the rows moved to the device once, beforehand)."""
+    rows = split.to(device) if isinstance(model, nn.Module) else split
+    return lambda: split_outputs(model, rows, data.info, device, batch_size=len(rows))[1]
+
+
+def measure(model: Any, data: DataBundle, path: Path | None, device: str | torch.device = "cpu",
+            threads: int = 1, batch: int = BATCH) -> dict[str, Any]:
+    """The deployment figures of a trained ``model`` (see the module docstring), predicting
+    rows of ``data.val`` on ``device``; ``path``: where the model is stored (its size)."""
+    dev = torch.device(device)
+    if isinstance(model, nn.Module):
+        model.to(dev)
+    size = stored_size(path)
+    figures: dict[str, Any] = {"params": count_params(model), "size_bytes": size,
+                               "size_mb": round(size / 1e6, 6) if size is not None else None}
+    if len(data.val) == 0:
+        raise ValueError("the validation split is empty: no rows to time")
+    many = sample_split(data.val, min(batch, len(data.val)))
+    figures.update(time_calls(_predictor(model, sample_split(data.val, 1), data, dev),
+                              _predictor(model, many, data, dev), len(many), dev, threads))
+    return figures
+
+
+def violations(constraints: list[str], figures: Mapping[str, Any],
+               metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Each constraint (``"latency_ms<=2"``) as Optuna's constraint value: how far the trial is
+    from meeting it (``value - bound`` for ``<=``, ``bound - value`` for ``>=``), zero or less
+    when met; a strict ``<`` / ``>`` met with equality counts as a tiny violation. A figure or
+    metric that was not measured counts as ``UNMEASURED`` (infeasible)."""
+    out: dict[str, float] = {}
+    for text in constraints:
+        name, op, bound = parse_constraint(text)
+        value = figures.get(name) if name in FIGURES else metrics.get(name)
+        if value is None or not math.isfinite(float(value)):
+            out[text] = UNMEASURED
+            continue
+        gap = float(value) - bound if op in ("<=", "<") else bound - float(value)
+        if op in ("<", ">") and gap == 0:
+            gap = 1e-12
+        out[text] = gap
+    return out
+
+
+def ensemble_figures(session: Session, record: dict[str, Any], weights: Mapping[int, float]) -> bool:
+    """Measure an ensemble's combined prediction like any model's and add the figures to its
+    record (``deploy``): the members are loaded from their trials' folders and each timed call
+    runs every member on its own prepared rows and averages the outputs with the weights, as
+    ``automl predict`` does. ``params`` and ``size`` are the members' sums. With constraints,
+    also ``violations`` and ``feasible``; returns whether the ensemble may be kept (it meets
+    every constraint; a constraint on a metric other than the study's cannot be checked on an
+    ensemble and counts as not met)."""
+    from automl.study.artifacts import saved_model
+    from automl.training import build_model, load_model
+
+    spec = session.spec
+    dev = torch.device(spec.latency_device)
+    configs = {t.number: t.user_attrs.get("config") for t in session.ref.load().get_trials(deepcopy=False)}
+    try:
+        members = []
+        for number, weight in weights.items():
+            config = configs[int(number)]
+            space = session.resolved.plugin.spaces[config["space"]]
+            data = space.prepare(session.bundle, config) if space.prepare else session.bundle
+            source = saved_model(session.ref.trial_dir(int(number)))
+            model = load_model(build_model(space, config["model"], data.info), source)
+            if isinstance(model, nn.Module):
+                model.to(dev)
+            rows = min(BATCH, len(data.val))
+            members.append((float(weight), _predictor(model, sample_split(data.val, 1), data, dev),
+                            _predictor(model, sample_split(data.val, rows), data, dev), model, source))
+        figures = time_calls(lambda: sum(w * one() for w, one, _, _, _ in members),
+                             lambda: sum(w * many() for w, _, many, _, _ in members), rows, dev, spec.latency_threads)
+        params = [count_params(m[3]) for m in members]
+        sizes = [stored_size(m[4]) for m in members]
+        size = sum(sizes) if all(s is not None for s in sizes) else None
+        figures.update(params=sum(params) if all(p is not None for p in params) else None,
+                       size_bytes=size, size_mb=round(size / 1e6, 6) if size is not None else None)
+    except Exception as exc:  # noqa: BLE001 - an ensemble that cannot be timed is recorded as such
+        figures = {"error": f"{type(exc).__name__}: {exc}"}
+    record["deploy"] = figures
+    if not spec.constraints:
+        return True
+    gaps = violations(spec.constraints, figures, {session.metric.name: record.get("val_value")})
+    record["violations"] = {k: v for k, v in gaps.items() if v > 0}
+    record["feasible"] = not record["violations"]
+    return record["feasible"]
+
+
+#: Where a study keeps the record of an ensemble dropped for missing a constraint.
+DROPPED_KEY = "automl:ensemble_dropped"
+
+
+def keep_ensemble(session: Session, study: Any, record: dict[str, Any], weights: Mapping[int, float]) -> bool:
+    """finalize's hook before it stores an ensemble: measure it (:func:`ensemble_figures`);
+    when it misses a constraint, store none (the selected trial is the study's model) and keep
+    its record under ``automl:ensemble_dropped`` for the CLI to say why."""
+    from automl.study.store import ENSEMBLE_KEY
+
+    if ensemble_figures(session, record, weights):
+        if study.user_attrs.get(DROPPED_KEY):
+            study.set_user_attr(DROPPED_KEY, None)
+        return True
+    study.set_user_attr(ENSEMBLE_KEY, None)
+    study.set_user_attr(DROPPED_KEY, record)
+    return False

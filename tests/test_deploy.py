@@ -1,0 +1,171 @@
+"""Deployment-aware search: each trial's measured latency, size and parameters, constraints
+on them (infeasible trials are marked and never selected while a feasible one exists), and
+multi-objective searches whose leaderboard lists the Pareto front first."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from _results_helper import iris_test_csv
+from torch import nn
+
+TINY = str(Path(__file__).parent / "data" / "tinyplug.py")
+FAST = ("--plugin-path", TINY, "--plugin", "tinyplug", "--space", "linear", "--max-epochs", "2",
+        "--sampler", "random")
+
+
+def _bundle(rows: int = 80, features: int = 64):
+    from automl.types import DataBundle, DataInfo, Split
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(rows, features, generator=g), torch.randint(0, 2, (rows,), generator=g)
+    split = Split(x, y)
+    return DataBundle(split, split, split, DataInfo(task="classification", num_classes=2, input_shape=(features,)))
+
+
+def test_a_slower_model_measures_slower(tmp_path):
+    from automl.search.deploy import measure
+    from automl.training import save_model
+
+    data = _bundle()
+    narrow = nn.Sequential(nn.Linear(64, 4), nn.ReLU(), nn.Linear(4, 2))
+    wide = nn.Sequential(nn.Linear(64, 1024), nn.ReLU(), *[m for _ in range(3) for m in (nn.Linear(1024, 1024),
+                                                                                       nn.ReLU())],
+                         nn.Linear(1024, 2))
+    figures = {}
+    for name, model in (("narrow", narrow), ("wide", wide)):
+        save_model(model, tmp_path / f"{name}.pt")
+        figures[name] = measure(model, data, tmp_path / f"{name}.pt", "cpu", threads=1)
+    n, w = figures["narrow"], figures["wide"]
+    assert w["latency_ms"] > 3 * n["latency_ms"], (n, w)  # ~3.2M multiply-adds against ~260
+    assert w["throughput"] < n["throughput"]
+    assert w["latency_p95_ms"] >= w["latency_ms"] and w["latency_calls"] >= 5
+    assert n["params"] == 64 * 4 + 4 + 4 * 2 + 2 and w["params"] == sum(p.numel() for p in wide.parameters())
+    assert w["size_bytes"] == (tmp_path / "wide.pt").stat().st_size and w["size_mb"] == pytest.approx(
+        w["size_bytes"] / 1e6, abs=1e-6)
+    assert n["latency_threads"] == 1 and n["latency_device"] == "cpu" and n["throughput_batch"] == 64
+    assert torch.get_num_threads() >= 1  # restored
+
+
+def test_constraint_marks_infeasible_trials_and_selects_a_feasible_one(cli, studies):
+    from automl.search.finalize import KEEP_MODELS
+
+    # params of tinyplug's linear model on `line`: 4 * hidden + 1 (hidden 4..16): <= 40 means
+    # hidden <= 9; with this seed the ensemble's members together exceed it.
+    r = cli("search", *FAST, "--dataset", "line", "--trials", KEEP_MODELS + 3, "--seed", 3,
+            "--constraint", "params<=40", "--ensemble", 4, "--study", "c")
+    assert r.code == 0, r.err
+    assert "constraints: params<=40" in r.out
+    rows = [row for row in cli("leaderboard", "c", "--format", "json").json() if row["state"] == "COMPLETE"]
+    feasible = [row for row in rows if row["feasible"]]
+    infeasible = [row for row in rows if row["feasible"] is False]
+    assert feasible and infeasible, [(row["deploy"]["params"], row["feasible"]) for row in rows]
+    for row in rows:
+        assert (row["deploy"]["params"] <= 40) == row["feasible"]
+        assert row["deploy"]["latency_ms"] > 0 and row["deploy"]["size_bytes"] > 0
+        if not row["feasible"]:
+            assert row["violations"] == {"params<=40": row["deploy"]["params"] - 40}
+    assert rows.index(feasible[-1]) < rows.index(infeasible[0]), "feasible trials rank first"
+    best = json.loads((studies / "c" / "best" / "config.json").read_text())
+    assert best["number"] == feasible[0]["number"] == rows[0]["number"]
+    assert feasible[0]["value"] == min(row["value"] for row in feasible)  # rmse: lower is better
+    study = optuna.load_study(study_name="c", storage=f"sqlite:///{studies / 'c' / 'study.db'}")
+    assert study.user_attrs.get("automl:ensemble") is None, "an ensemble over the constraint is not kept"
+    dropped = study.user_attrs["automl:ensemble_dropped"]
+    assert dropped["deploy"]["params"] > 40 and dropped["deploy"]["latency_ms"] > 0 and not dropped["feasible"]
+    assert "the ensemble was not kept" in r.out
+    table = cli("leaderboard", "c", "--columns", "params,latency_ms,hidden")
+    header = next(line.split() for line in table.out.splitlines() if line.split()[:3] == ["rank", "trial", "state"])
+    assert header[3] == "feasible" and "params" in header and "latency_ms" in header
+    assert any(line.split()[3:4] == ["NO"] and "misses params<=40" in line for line in table.out.splitlines())
+    csv_head = cli("leaderboard", "c", "--format", "csv").out.splitlines()[0].split(",")
+    assert {"feasible", "violations", "params", "size_mb", "latency_ms", "latency_p95_ms", "throughput"} <= set(
+        csv_head)
+
+    # export --trial N of a trial whose model was deleted (beyond the best few): one line, exit 2
+    gone = [row["number"] for row in rows if not any((studies / "c" / "trials" / str(row["number"])).glob("model*"))]
+    assert gone, "the models beyond the best few are deleted"
+    r = cli("export", "c", "--trial", gone[0], "--out", studies / "x")
+    assert r.code == 2 and "was not kept" in r.err and len(r.err.strip().splitlines()) == 1
+    assert not (studies / "x").exists()
+
+
+def test_multi_objective_front_resume_export_and_predict(cli, studies, tmp_path):
+    r = cli("search", "--plugin", "tabular", "--dataset", "iris", "--max-epochs", "2", "--trials", 4,
+            "--objective", "accuracy", "--objective", "latency_ms", "--ensemble", 0, "--study", "mo")
+    assert r.code == 0, r.err
+    assert "pruning is off" in r.out and "Pareto front of accuracy, latency_ms" in r.out
+    rows = cli("leaderboard", "mo", "--format", "json").json()
+    done = [row for row in rows if row["state"] == "COMPLETE"]
+    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{studies / 'mo' / 'study.db'}")
+    front = {t.number for t in study.best_trials}
+    assert front and [row["front"] for row in done] == sorted((row["front"] for row in done), reverse=True)
+    assert {row["number"] for row in done if row["front"]} == front
+    for row in done:  # the objectives are the metric and the measured latency
+        assert row["values"] == [row["metrics"]["accuracy"], row["deploy"]["latency_ms"]]
+    best = json.loads((studies / "mo" / "best" / "config.json").read_text())
+    assert best["number"] == max((row for row in done if row["front"]), key=lambda row: row["value"])["number"]
+
+    member = next(row["number"] for row in done if row["front"])
+    out = tmp_path / "member"
+    assert cli("export", "mo", "--trial", member, "--out", out).code == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["number"] == member and config["deploy"]["latency_ms"] > 0
+    data = tmp_path / "new.csv"
+    iris_test_csv(data)
+    pred = cli("predict", "mo", "--trial", member, "--data", data)
+    assert pred.code == 0, pred.err
+    assert pred.out.splitlines()[0].startswith("id,prediction")
+
+    r = cli("resume", "mo", "--trials", 1)
+    assert r.code == 0, r.err
+    study = optuna.load_study(study_name="mo", storage=f"sqlite:///{studies / 'mo' / 'study.db'}")
+    assert len(study.directions) == 2
+    assert all(len(t.values) == 2 for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 5
+    assert "pruning is off" in r.out
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--constraint", "latency_ms=2"), "bad --constraint"),
+    (("--constraint", "latency_ms<=fast"), "bad --constraint"),
+    (("--constraint", "speed<=2"), "unknown --constraint name 'speed'"),
+    (("--objective", "accuracy", "--objective", "speed"), "unknown --objective name 'speed'"),
+    (("--objective", "latency_ms"), "--objective latency_ms alone"),
+    (("--objective", "accuracy", "--objective", "latency_ms", "--sampler", "cmaes"), "--sampler cmaes"),
+])
+def test_bad_goals_are_one_line_errors_and_create_nothing(cli, studies, args, says):
+    r = cli("search", *FAST, "--dataset", "blobs", "--trials", 1, "--study", "bad", *args)
+    assert r.code == 2, (r.out, r.err)
+    assert says in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert not (studies / "bad").exists()
+
+
+def test_every_pareto_front_member_keeps_its_model(tmp_path):
+    """Finalize keeps the models of the best few trials only (disk), but every member of a
+    multi-objective study's front must stay exportable (``export --trial N``), however many
+    there are: a front of 8 on a real study store keeps 8 models."""
+    from types import SimpleNamespace
+
+    from automl.search.finalize import KEEP_MODELS, _prune_models, rank_trials
+    from automl.study.store import StudyRef
+
+    study = optuna.create_study(study_name="front", storage=f"sqlite:///{tmp_path / 'study.db'}",
+                                directions=["maximize", "minimize"])
+    for i in range(8):  # (accuracy, latency): each better on one objective, worse on the other
+        study.add_trial(optuna.trial.create_trial(values=[0.5 + i / 20, 1.0 + i], user_attrs={"run": {}}))
+    for i in range(3):  # dominated
+        study.add_trial(optuna.trial.create_trial(values=[0.1, 50.0 + i], user_attrs={"run": {}}))
+    ref = StudyRef("front", tmp_path, f"sqlite:///{tmp_path / 'study.db'}")
+    for t in study.trials:
+        ref.trial_dir(t.number).mkdir(parents=True)
+        (ref.trial_dir(t.number) / "model.pt").write_bytes(b"weights")
+    ranked = rank_trials(study, study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    assert len(ranked) > KEEP_MODELS + 3
+    _prune_models(SimpleNamespace(ref=ref), ranked, keep=set(), study=study)
+    kept = {t.number for t in study.trials if (ref.trial_dir(t.number) / "model.pt").exists()}
+    assert kept == set(range(8))
