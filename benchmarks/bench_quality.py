@@ -100,8 +100,8 @@ def _summary(case: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]
     out["metric"], out["direction"] = ok[0]["metric"], ok[0]["direction"]
     out["best"] = _stats([r["best"] for r in ok])
     out["ensemble"] = _stats([r["ensemble"] for r in ok])
-    out["before_refit"] = _stats([r["ensemble_trial_models"] if r["ensemble"] is not None else r["best_trial_model"]
-                                  for r in ok])
+    out["before_refit"] = _stats([r.get("ensemble_trial_models") if r["ensemble"] is not None
+                                  else r.get("best_trial_model") for r in ok])
     names = sorted({n for r in ok for n in r["baselines"]})
     out["baselines"] = {n: _stats([r["baselines"].get(n) for r in ok]) for n in names}
     strong = out["baselines"].get(case["strong"])

@@ -79,3 +79,8 @@ def test_quality_summary_judges_the_search_against_the_strong_baseline():
                                            "rows": [row, reg]}}})
     assert "| quality | vision/digits: what the search hands back vs svc | 0.9950 (0.9940..0.9960) |" in text
     assert "above it on every seed | **no** |" in text
+    # A run that refit its models also reports what the same models scored as trained (paired).
+    refit = _summary(digits, [dict(run(0, 0.990, 0.994, 0.989), best_trial_model=0.985, ensemble_trial_models=0.992)])
+    assert refit["before_refit"]["mean"] == 0.992
+    assert "before refit 0.9920" in table({"sections": {"quality": {
+        "seeds": [0], "timeout_s": 120, "workers": 2, "load_avg_1m": 1.0, "rows": [refit]}}})
