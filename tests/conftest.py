@@ -11,6 +11,13 @@ from pathlib import Path
 
 import pytest
 
+# One OpenMP thread per process (torch, scikit-learn) unless the caller chose otherwise: the
+# tests start many processes at once (workers, fork servers, Ray, PostgreSQL) on small CI
+# machines, where threads of tiny models only contend (automl.backends.devices.threads_per_worker
+# reads it too). Set before any test module imports torch; inherited by every subprocess.
+if not os.environ.get("OMP_NUM_THREADS", "").strip():
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 #: ``AUTOML_REPEAT_CRASH=20 pytest`` runs the whole suite in its usual order with every test of
 #: tests/test_crash.py (kills, signals, concurrent workers) run 20 times in its place, to show
 #: that they do not depend on what ran before them.

@@ -66,7 +66,10 @@ def test_baselines_take_at_most_their_share_of_the_budget(cli, studies, monkeypa
     with its stored predictions, and the search goes on. Without a budget both are fitted."""
     monkeypatch.setenv("TINYPLUG_BASELINES", "1")
     monkeypatch.setenv("TINYPLUG_BASELINE_SLEEP", "30")
-    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--timeout", "20", "--study", "bshare")
+    # --trials 1: the search ends after one trial instead of filling the rest of the budget
+    # with trials (the baselines' share is 10 % of --timeout either way).
+    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--timeout", "20", "--trials", "1",
+            "--study", "bshare")
     assert r.code == 0, r.err
     rows = optuna.load_study(study_name="bshare", storage=f"sqlite:///{studies / 'bshare' / 'study.db'}") \
         .user_attrs["automl:baselines"]

@@ -134,7 +134,8 @@ def test_a_joining_worker_leaves_the_spec_and_the_test_score_alone(studies, tmp_
     model the owning search selects."""
     env = {**os.environ, "TINYPLUG_DELAY": "0.1"}
     search = subprocess.Popen([sys.executable, "-m", "automl", "search", "--plugin-path", TINY, "--plugin", "tinyplug",
-                               "--space", "slow", "--trials", "8", "--workers", "2", "--study", "join"],
+                               "--space", "slow", "--trials", "8", "--workers", "2", "--study", "join",
+                               "--ensemble", "0", "--refit", "off"],  # no slow retraining after the trials
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 120
     while not (studies / "join" / "study.db").exists() and time.time() < deadline:

@@ -15,7 +15,9 @@ import optuna
 import pytest
 
 pytestmark = pytest.mark.ray
-QUICK = ["--plugin", "vision", "--space", "mlp", "--max-epochs", "2"]
+# No ensemble and no refit: what happens after the last trial is not the point here, and both
+# train the best models again in the search process (tests/test_refit.py covers them).
+QUICK = ["--plugin", "vision", "--space", "mlp", "--max-epochs", "2", "--ensemble", "0", "--refit", "off"]
 
 
 def _trials(studies, name):
