@@ -130,6 +130,9 @@ def test_signals_during_store_reads_are_recorded_not_lost(tmp_path):
 
     study = optuna.create_study(storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}"))
     study.optimize(lambda t: t.suggest_float("x", 0, 100), n_trials=30)
+    # What the handlers were before, not Python's default: a process started in the background
+    # by a non-interactive shell (CI, `cmd &`) starts with SIGINT ignored, and Python keeps that.
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with StopSignals() as stop:
         for sig in (signal.SIGTERM, signal.SIGINT):
             fired = len(stop.received)
@@ -143,7 +146,7 @@ def test_signals_during_store_reads_are_recorded_not_lost(tmp_path):
                 signal.signal(signal.SIGALRM, old)
         assert stop.received == [signal.SIGTERM, signal.SIGINT]
         assert stop.reason == "terminated" and stop.at_once
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert {s: signal.getsignal(s) for s in before} == before  # handlers restored
     assert len(study.get_trials()) == 30
 
 
