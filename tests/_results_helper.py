@@ -65,20 +65,26 @@ def image_folder(root, per_class: int = 12, size: int = 10, bad: int = 0):
     return root
 
 
-def iris_test_csv(path) -> list[int]:
-    """Write the raw iris rows of the tabular plugin's test split (seed 0) as a CSV of new
-    data (an ``id`` column, the features, no target); returns their row numbers."""
+def sklearn_test_csv(path, load) -> list[int]:
+    """Write the raw rows of the tabular plugin's test split (seed 0) of a scikit-learn dataset
+    (``load``: e.g. ``sklearn.datasets.load_iris``) as a CSV of new data (an ``id`` column, the
+    features, no target); returns their row numbers."""
     import csv
-
-    from sklearn.datasets import load_iris
 
     from automl.data import three_way_split
 
-    iris = load_iris()
-    test_idx = three_way_split(len(iris.target), 0, stratify=iris.target)[2]
+    data = load()
+    test_idx = three_way_split(len(data.target), 0, stratify=data.target)[2]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["id", *iris.feature_names])
+        w.writerow(["id", *data.feature_names])
         for i in test_idx:
-            w.writerow([f"row{i}", *iris.data[i]])
+            w.writerow([f"row{i}", *data.data[i]])
     return list(test_idx)
+
+
+def iris_test_csv(path) -> list[int]:
+    """The iris test rows as new data (:func:`sklearn_test_csv`)."""
+    from sklearn.datasets import load_iris
+
+    return sklearn_test_csv(path, load_iris)

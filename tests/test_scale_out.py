@@ -9,7 +9,6 @@ the server; these tests skip, saying what to install, without one).
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import multiprocessing as mp
 import os
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _results_helper import sklearn_test_csv
 from optuna.trial import TrialState
 
 from automl.study.store import FINISHED, SPEC_KEY, make_storage, quiet_optuna
@@ -202,15 +202,7 @@ def _new_rows(path: Path) -> Path:
     """The breast-cancer test rows as a CSV without the target: new data to predict on."""
     from sklearn.datasets import load_breast_cancer
 
-    from automl.data import three_way_split
-
-    data = load_breast_cancer()
-    test_idx = three_way_split(len(data.target), 0, stratify=data.target)[2]
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["id", *data.feature_names])
-        for i in test_idx:
-            w.writerow([f"row{i}", *data.data[i]])
+    sklearn_test_csv(path, load_breast_cancer)
     return path
 
 
