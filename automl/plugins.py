@@ -234,9 +234,10 @@ def _collect(registry: Registry, plugin: LoadedPlugin) -> None:
             value = getattr(info, attr)
             if value is not None and value not in table:
                 raise PluginError(f"plugin_info.{attr} {value!r} is not registered")
-        for value in info.default_spaces:
-            if value not in plugin.spaces:
-                raise PluginError(f"plugin_info.default_spaces {value!r} is not registered")
+        for attr in ("default_spaces", "deployment_spaces"):
+            for value in getattr(info, attr):
+                if value not in plugin.spaces:
+                    raise PluginError(f"plugin_info.{attr} {value!r} is not registered")
         plugin.info = info
 
 

@@ -73,6 +73,12 @@ class PluginInfo:
 
         PluginInfo(name="recsys", default_dataset="synthetic", default_space="mf",
                    default_spaces=("mf", "ease", "itemknn"), default_metric="ndcg")
+
+    ``deployment_spaces``: the spaces searched instead, without ``--space``, when a deployment
+    figure (``latency_ms``, ``size_mb``, ``params``...) is among the objectives
+    (``--objective``) or constraints (``--constraint``): model families that together span
+    the accuracy/latency trade-off (one family's smallest model is rarely much faster than
+    its most accurate one). Empty: the default spaces. Example: ``deployment_spaces=("cnn", "mlp")`` for images.
     """
 
     name: str
@@ -82,6 +88,7 @@ class PluginInfo:
     default_metric: str | None = None
     opt_in: bool = False
     default_spaces: tuple[str, ...] = ()
+    deployment_spaces: tuple[str, ...] = ()
 
 
 @dataclass

@@ -80,3 +80,26 @@ def test_default_spaces_are_those_that_fit_the_task():
     assert [s.name for s in resolve(registry, "recsys").spaces] == ["mf", "ease", "itemknn"]
     assert [s.name for s in resolve(registry, "recsys", "ratings").spaces] == ["mf"]  # regression
     assert [s.name for s in resolve(registry, "recsys", spaces=["ncf"]).spaces] == ["ncf"]
+
+
+def test_deployment_spaces_replace_the_defaults_only_for_deployment_aware_searches(tmp_path):
+    """``PluginInfo.deployment_spaces``: a search with a figure among its objectives or
+    constraints and no --space spans several families (vision: cnn and mlp); any other search,
+    and any --space, is unchanged. A name that is not registered breaks the plugin."""
+    from automl.plugins import load_registry
+    from automl.study.resolve import resolve
+    from automl.study.spec import StudySpec
+
+    registry = load_registry(only={"vision"})
+    assert [s.name for s in resolve(registry, "vision").spaces] == ["cnn"]
+    assert [s.name for s in resolve(registry, "vision", deployment=True).spaces] == ["cnn", "mlp"]
+    assert [s.name for s in resolve(registry, "vision", spaces=["resnet"], deployment=True).spaces] == ["resnet"]
+    assert StudySpec(plugin="vision", objectives=["accuracy", "latency_ms"]).deployment_aware
+    assert StudySpec(plugin="vision", constraints=["size_mb<=1"]).deployment_aware
+    assert not StudySpec(plugin="vision", objectives=["accuracy", "f1_macro"]).deployment_aware
+    assert not StudySpec(plugin="vision", constraints=["accuracy>=0.9"]).deployment_aware
+
+    f = tmp_path / "wrongdeploy.py"
+    f.write_text("from automl import PluginInfo, SearchSpace, hookimpl\n\n@hookimpl\ndef plugin_info():\n"
+                 "    return PluginInfo(name='wrongdeploy', deployment_spaces=('nope',))\n")
+    assert "deployment_spaces 'nope' is not registered" in load_registry([str(f)]).plugins["wrongdeploy"].error

@@ -116,7 +116,8 @@ def plan_search(spec: StudySpec, name: str | None = None, storage: str | None = 
     _objective_metric(spec)
     registry = load_registry(spec.plugin_paths, only=study_plugins(spec))
     registry.check_loggers(spec.loggers)
-    resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces or None, spec.metric, spec.options)
+    resolved = resolve(registry, spec.plugin, spec.dataset, spec.spaces or None, spec.metric, spec.options,
+                       deployment=spec.deployment_aware)
     ref = new_ref(name or f"{spec.plugin}-{resolved.dataset.name}-{time.strftime('%Y%m%d-%H%M%S')}", storage)
     spec.data_path = os.path.abspath(spec.data_path) if spec.data_path else None
     bundle = load_data(spec.plugin, resolved.dataset, spec.data_path, resolved.options, spec.seed)

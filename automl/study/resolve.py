@@ -82,24 +82,31 @@ def _convert(opt: Option, value: Any) -> Any:
     return converted
 
 
-def default_spaces(plugin: Any, task: str) -> list[str]:
+def default_spaces(plugin: Any, task: str, deployment: bool = False) -> list[str]:
     """The spaces a search without ``--space`` runs: the plugin's ``default_spaces`` that fit
-    the task, else its ``default_space`` (see :class:`automl.PluginInfo`)."""
+    the task, else its ``default_space``; with ``deployment`` (a deployment figure among the
+    objectives or constraints), its ``deployment_spaces`` that fit, where it names any (see
+    :class:`automl.PluginInfo`)."""
     info = plugin.info
     if info is None:
         return []
-    fitting = [n for n in info.default_spaces if n in plugin.spaces and task in plugin.spaces[n].tasks]
-    return fitting or ([info.default_space] if info.default_space else [])
+
+    def fitting(names: tuple[str, ...]) -> list[str]:
+        return [n for n in names if n in plugin.spaces and task in plugin.spaces[n].tasks]
+
+    return ((deployment and fitting(info.deployment_spaces)) or fitting(info.default_spaces)
+            or ([info.default_space] if info.default_space else []))
 
 
 def resolve(registry: Registry, plugin_name: str, dataset: str | None = None,
             spaces: list[str] | None = None, metric: str | None = None,
-            options: list[str] | dict[str, Any] | None = None) -> Resolved:
-    """The registered objects a spec names; ``None`` means the plugin's default."""
+            options: list[str] | dict[str, Any] | None = None, deployment: bool = False) -> Resolved:
+    """The registered objects a spec names; ``None`` means the plugin's default
+    (``deployment``: see :func:`default_spaces`)."""
     plugin = registry.get(plugin_name)
     info = plugin.info
     ds = _choose("dataset", dataset or (info.default_dataset if info else None), plugin.datasets, plugin.name)
-    names = spaces or default_spaces(plugin, ds.task)
+    names = spaces or default_spaces(plugin, ds.task, deployment)
     if not names:
         names = [n for n, s in plugin.spaces.items() if ds.task in s.tasks][:1]
     chosen = [_choose("space", n, plugin.spaces, plugin.name) for n in dict.fromkeys(names)]

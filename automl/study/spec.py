@@ -154,6 +154,13 @@ class StudySpec:
         """Whether the study has several objectives (a Pareto front rather than one best)."""
         return len(self.objectives) > 1
 
+    @property
+    def deployment_aware(self) -> bool:
+        """Whether a deployment figure (:data:`FIGURES`) is among the objectives or constraints
+        (a search without ``--space`` then runs the plugin's ``deployment_spaces``)."""
+        names = [*self.objectives, *(parse_constraint(c)[0] for c in self.constraints)]
+        return any(n in FIGURES for n in names)
+
     def check(self) -> StudySpec:
         """Raise :class:`UserError` for a number or name the user got wrong; returns self."""
         check_counts(self.trials, self.workers, self.seed)

@@ -48,7 +48,7 @@ VAL = Option("val", float, 0.1, "fraction of the official train set held out for
 def plugin_info() -> PluginInfo:
     return PluginInfo(name="vision", description="Image classification: image folders, MNIST, CIFAR-10; "
                       "MLP, CNN, ResNet, MobileNet", default_dataset="digits", default_space="cnn",
-                      default_metric="accuracy")
+                      default_metric="accuracy", deployment_spaces=("cnn", "mlp"))
 
 
 @hookimpl
