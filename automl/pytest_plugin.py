@@ -51,9 +51,16 @@ def automl_studies(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def automl_cli(automl_studies, capsys) -> Callable[..., CliResult]:
-    """Run the ``automl`` command line in-process: ``automl_cli("search", "--plugin", "acme")``."""
+def automl_cli(automl_studies, capsys, monkeypatch) -> Callable[..., CliResult]:
+    """Run the ``automl`` command line in-process: ``automl_cli("search", "--plugin", "acme")``.
+
+    The output is what a pipe gets (tables as wide as they need, one line per row), whatever
+    runs the tests: ``COLUMNS`` and ``LINES`` are unset for the test (pytest-xdist's workers
+    set ``COLUMNS=80``); a test that wants a width sets ``COLUMNS`` itself."""
     from automl.cli import main
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("LINES", raising=False)
 
     def run(*args: Any) -> CliResult:
         capsys.readouterr()

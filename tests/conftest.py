@@ -18,10 +18,29 @@ import pytest
 if not os.environ.get("OMP_NUM_THREADS", "").strip():
     os.environ["OMP_NUM_THREADS"] = "1"
 
+# Commands run by the tests print what a pipe gets, whatever runs the suite: pytest-xdist's
+# workers set COLUMNS=80 and LINES=24, which would make tables fit 80 columns in the in-process
+# CLI and in every subprocess. Tests that want a width set COLUMNS themselves.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 #: ``AUTOML_REPEAT_CRASH=20 pytest`` runs the whole suite in its usual order with every test of
 #: tests/test_crash.py (kills, signals, concurrent workers) run 20 times in its place, to show
 #: that they do not depend on what ran before them.
 REPEAT = int(os.environ.get("AUTOML_REPEAT_CRASH", "0") or 0)
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (``pytest -n 2``, the README's default through pyproject's addopts):
+    the Ray tests run one after another in one worker (each starts a Ray instance or a
+    two-node cluster that wants both cores), and so do the PostgreSQL tests (one server per
+    worker process, started once for all of them); everything else is spread over the
+    workers. ``--dist loadgroup`` reads these groups; without xdist they are ignored."""
+    for item in items:
+        if item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+        elif {"postgres_url", "postgres_db"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("postgres"))
 
 
 def pytest_generate_tests(metafunc):
