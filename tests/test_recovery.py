@@ -132,19 +132,34 @@ def test_a_joining_worker_leaves_the_spec_and_the_test_score_alone(studies, tmp_
     """``automl worker`` runs trials of a search that runs elsewhere: it does not rewrite the
     spec (workers 2 stays 2), does not finalize, and the test split is scored once, for the
     model the owning search selects."""
+    # The search's trials wait at a gate until the joining worker has claimed one: otherwise,
+    # on a loaded machine, the search's two workers could finish all 8 trials while the joining
+    # one still starts up (seen under pytest -n 4), and nothing would show that it ran one.
+    # The gate is closed once the study exists (the search's pre-flight batch has run), and
+    # the joining worker does not see it.
+    gate = tmp_path / "gate"
     env = {**os.environ, "TINYPLUG_DELAY": "0.1"}
     search = subprocess.Popen([sys.executable, "-m", "automl", "search", "--plugin-path", TINY, "--plugin", "tinyplug",
                                "--space", "slow", "--trials", "8", "--workers", "2", "--study", "join",
                                "--ensemble", "0", "--refit", "off"],  # no slow retraining after the trials
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**env, "TINYPLUG_GATE": str(gate)})
     deadline = time.time() + 120
     while not (studies / "join" / "study.db").exists() and time.time() < deadline:
         time.sleep(0.1)
-    worker = subprocess.run([sys.executable, "-m", "automl", "worker", "join", "--plugin-path", TINY],
-                            capture_output=True, text=True, env=env, timeout=300)
+    gate.touch()
+    worker = subprocess.Popen([sys.executable, "-m", "automl", "worker", "join", "--plugin-path", TINY],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watch = _load(studies, "join")  # one storage for the polling (an engine per poll leaks files)
+    deadline = time.time() + 120
+    while time.time() < deadline and worker.poll() is None and len(
+            {t.user_attrs["worker"]["pid"] for t in watch.get_trials(deepcopy=False) if "worker" in t.user_attrs}) < 3:
+        time.sleep(0.2)
+    gate.unlink()
+    worker_out, worker_err = worker.communicate(timeout=300)
     out, err = search.communicate(timeout=300)
-    assert search.returncode == 0 and worker.returncode == 0, (err, worker.stderr)
-    assert "worker done" in worker.stdout and "leaderboard" not in worker.stdout
+    assert search.returncode == 0 and worker.returncode == 0, (err, worker_err)
+    assert "worker done" in worker_out and "leaderboard" not in worker_out
     study = _load(studies, "join")
     spec = study.user_attrs["automl:spec"]
     assert spec["workers"] == 2 and spec["trials"] == 8
