@@ -150,7 +150,7 @@ def test_a_joining_worker_leaves_the_spec_and_the_test_score_alone(studies, tmp_
     gate.touch()
     worker = subprocess.Popen([sys.executable, "-m", "automl", "worker", "join", "--plugin-path", TINY],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    watch = _load(studies, "join")  # one storage for the polling (an engine per poll leaks files)
+    watch = _load(studies, "join")  # one storage for the polling
     deadline = time.time() + 120
     while time.time() < deadline and worker.poll() is None and len(
             {t.user_attrs["worker"]["pid"] for t in watch.get_trials(deepcopy=False) if "worker" in t.user_attrs}) < 3:
