@@ -144,20 +144,28 @@ def test_a_joining_worker_leaves_the_spec_and_the_test_score_alone(studies, tmp_
                                "--ensemble", "0", "--refit", "off"],  # no slow retraining after the trials
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**env, "TINYPLUG_GATE": str(gate)})
-    deadline = time.time() + 120
-    while not (studies / "join" / "study.db").exists() and time.time() < deadline:
-        time.sleep(0.1)
-    gate.touch()
-    worker = subprocess.Popen([sys.executable, "-m", "automl", "worker", "join", "--plugin-path", TINY],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    watch = _load(studies, "join")  # one storage for the polling
-    deadline = time.time() + 120
-    while time.time() < deadline and worker.poll() is None and len(
-            {t.user_attrs["worker"]["pid"] for t in watch.get_trials(deepcopy=False) if "worker" in t.user_attrs}) < 3:
-        time.sleep(0.2)
-    gate.unlink()
-    worker_out, worker_err = worker.communicate(timeout=300)
-    out, err = search.communicate(timeout=300)
+    worker = None
+    try:
+        deadline = time.time() + 120
+        while not (studies / "join" / "study.db").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        gate.touch()
+        worker = subprocess.Popen([sys.executable, "-m", "automl", "worker", "join", "--plugin-path", TINY],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        watch = _load(studies, "join")  # one storage for the polling
+        pids = lambda: {t.user_attrs["worker"]["pid"] for t in watch.get_trials(deepcopy=False)
+                        if "worker" in t.user_attrs}
+        deadline = time.time() + 120
+        while time.time() < deadline and worker.poll() is None and len(pids()) < 3:
+            time.sleep(0.2)
+        gate.unlink()
+        worker_out, worker_err = worker.communicate(timeout=300)
+        out, err = search.communicate(timeout=300)
+    finally:  # a failed wait must not leave the search waiting at the gate for ever
+        gate.unlink(missing_ok=True)
+        for proc in (search, worker):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
     assert search.returncode == 0 and worker.returncode == 0, (err, worker_err)
     assert "worker done" in worker_out and "leaderboard" not in worker_out
     study = _load(studies, "join")
