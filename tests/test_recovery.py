@@ -337,3 +337,30 @@ def test_resume_trials_adds_that_many_even_when_the_stored_target_was_higher(stu
     after = _load(studies, "hi")
     assert sum(t.state in FINISHED for t in after.trials) == 2
     assert after.user_attrs["automl:spec"]["trials"] == 2
+
+
+def test_a_retry_retrains_the_epochs_its_dead_trial_reported_without_warnings(cli, cli_proc, studies):
+    """A retry carries its dead trial's learning curve (pruning sees the whole curve), then
+    trains those epochs again (no checkpoint here): its own values replace the inherited ones,
+    and no process prints Optuna's "step=N is already reported" warning (seen in the stderr of
+    resumes after kill -9)."""
+    from automl.study.store import requeue
+
+    r = cli("search", "--plugin-path", TINY, "--plugin", "tinyplug", "--trials", "1", "--study", "rt",
+            "--ensemble", "0", "--refit", "off", "--pruner", "none")
+    assert r.code == 0, r.err
+    study = _load(studies, "rt")
+    done = study.trials[0]
+    assert len(done.intermediate_values) >= 2
+    # The dead trial's curve, marked so that the retry's own values can be told apart.
+    dead = optuna.trial.create_trial(state=TrialState.FAIL, params=done.params, distributions=done.distributions,
+                                     intermediate_values={step: -1.0 for step in done.intermediate_values})
+    dead.number = done.number
+    requeue(study, dead, 1)
+    r = cli_proc("resume", "rt", "--plugin-path", TINY, "--trials", "1")  # its workers' stderr too
+    assert r.code == 0, r.err
+    assert "already reported" not in r.out + r.err
+    retry = next(t for t in _load(studies, "rt").trials if t.user_attrs.get("retry_of") == done.number)
+    assert retry.state == TrialState.COMPLETE
+    assert -1.0 not in retry.intermediate_values.values(), retry.intermediate_values
+    assert set(retry.intermediate_values) == set(done.intermediate_values)
