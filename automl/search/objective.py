@@ -258,12 +258,20 @@ class Objective:
 
         multi = self.spec.multi_objective
 
+        # A retry starts with its dead trial's curve (automl.study.store.requeue: pruning sees
+        # the whole curve) and trains again the epochs after its checkpoint, or all of them.
+        inherited = set(trial.storage.get_trial(trial._trial_id).intermediate_values) if retry_of is not None else set()
+
         def report(epoch: int, value: float, train_loss: float) -> None:
-            if multi:
+            if multi or epoch in inherited:
                 # Optuna refuses Trial.report in a multi-objective study (no pruner works on
-                # several values); the epoch's value still goes to the storage, where the
-                # learning curves and the progress display read it.
+                # several values), and Trial.report ignores a step reported before, with a
+                # warning: the epoch's own value goes to the storage (the learning curves and
+                # the progress display read it there), and, for a retry's re-trained epoch, to
+                # the trial's cached curve that the pruner reads.
                 trial.storage.set_trial_intermediate_value(trial._trial_id, epoch, float(value))
+                if not multi:
+                    trial._cached_frozen_trial.intermediate_values[epoch] = float(value)
             else:
                 trial.report(value, epoch)
             if on_epoch is not None:
