@@ -258,9 +258,10 @@ class Objective:
 
         multi = self.spec.multi_objective
 
-        # A retry starts with its dead trial's curve (automl.study.store.requeue: pruning sees
-        # the whole curve) and trains again the epochs after its checkpoint, or all of them.
-        inherited = set(trial.storage.get_trial(trial._trial_id).intermediate_values) if retry_of is not None else set()
+        # A trial can start with a curve: a retry has its dead trial's (automl.study.store.requeue:
+        # pruning sees the whole curve), and a Ray trial that Tune runs again after its node was
+        # lost has its own first run's. It trains again the epochs after its checkpoint, or all.
+        inherited = set(trial.storage.get_trial(trial._trial_id).intermediate_values)
 
         def report(epoch: int, value: float, train_loss: float) -> None:
             if multi or epoch in inherited:
