@@ -261,7 +261,8 @@ class Objective:
         # A trial can start with a curve: a retry has its dead trial's (automl.study.store.requeue:
         # pruning sees the whole curve), and a Ray trial that Tune runs again after its node was
         # lost has its own first run's. It trains again the epochs after its checkpoint, or all.
-        inherited = set(trial.storage.get_trial(trial._trial_id).intermediate_values)
+        # (Optuna's Trial read the trial when it was made: no second read of the storage here.)
+        inherited = set(trial._cached_frozen_trial.intermediate_values)
 
         def report(epoch: int, value: float, train_loss: float) -> None:
             if multi or epoch in inherited:
