@@ -148,6 +148,8 @@ HELP = {
                   "\"size_mb<=5\", \"params<=1e6\" or a metric; repeatable.",
     "latency_device": "Where each trained model's latency is measured: cpu or cuda.",
     "latency_threads": "Torch threads while latency is measured (recorded with it).",
+    "latency_seconds": "How long each model's latency is timed when a figure is an objective or constraint "
+                       "(the fastest stretch counts; longer is steadier on a busy machine).",
     "refit": "Train the handed-back models (the best trial, the ensemble's members) again on train + "
              "validation: off (default), auto (small in-memory data, one machine), on.",
 }
@@ -187,6 +189,7 @@ def search(
     constraint: Annotated[list[str] | None, typer.Option("--constraint", help=HELP["constraint"])] = None,
     latency_device: Annotated[str, typer.Option(help=HELP["latency_device"])] = _D.latency_device,
     latency_threads: Annotated[int, typer.Option(help=HELP["latency_threads"])] = _D.latency_threads,
+    latency_seconds: Annotated[float, typer.Option(help=HELP["latency_seconds"])] = _D.latency_seconds,
     dry_run: Annotated[bool, typer.Option("--dry-run", help=HELP["dry_run"])] = False,
     plugin_path: PluginPathOpt = [],
 ) -> int:
@@ -204,7 +207,7 @@ def search(
         address=address, artifacts=artifacts, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, gpus=gpus,
         loggers=list(log or []), checkpoint_every_s=checkpoint_every, plugin_paths=list(plugin_path),
         objectives=list(objective or []), constraints=list(constraint or []), latency_device=latency_device,
-        latency_threads=latency_threads)
+        latency_threads=latency_threads, latency_seconds=latency_seconds)
     # Until the study is created, Ctrl-C raises at once (nothing is written yet); from then on
     # it is recorded and acted on between steps, so it never leaves a half-written study.
     session = search_session.plan_search(spec, study, storage, warm=not dry_run, started=started,
@@ -235,7 +238,8 @@ def _print_goals(spec: StudySpec) -> None:
                       "objectives")
     if spec.constraints:
         console.print(f"  constraints: {', '.join(spec.constraints)} (figures measured on {spec.latency_device}, "
-                      f"{spec.latency_threads} thread{'s' if spec.latency_threads > 1 else ''})")
+                      f"{spec.latency_threads} thread{'s' if spec.latency_threads > 1 else ''}, "
+                      f"timed {spec.latency_seconds:g} s each)")
 
 
 def _target(spec: StudySpec) -> str:

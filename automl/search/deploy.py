@@ -9,26 +9,35 @@ model is meant to run on (``--latency-device``, CPU by default):
 - ``size_bytes`` / ``size_mb``: the size of the model file (or folder) the trial stores anyway
   (``trials/N/model.pt``, a state_dict; or ``trials/N/model/``, the library's own format),
   not of an extra export. ``size_mb`` is ``size_bytes / 1e6`` (decimal megabytes).
-- ``latency_ms`` / ``latency_p95_ms``: the median and 95th percentile of the wall time of
-  one prediction of **one row** of the validation split, through the path ``automl predict``
-  and evaluation use (:func:`automl.training.split_outputs`: ``eval()``, ``inference_mode``,
-  the model's forward or ``predict``, softmax for classification, the copy to numpy), after
-  ``WARMUP`` calls that are not counted, repeated until at least ``MIN_CALLS`` calls and
-  ``MIN_SECONDS`` seconds were timed, or ``MAX_CALLS`` calls, or ``MAX_SECONDS`` seconds
-  (with at least ``MIN_SLOW_CALLS`` calls) for a slow model.
-- ``latency_cpu_ms``: the median CPU time of the calling thread over the same calls (CPU only):
+- ``latency_ms``: the wall time of one prediction of **one row** of the validation split,
+  through the path ``automl predict`` and evaluation use (:func:`automl.training.split_outputs`:
+  ``eval()``, ``inference_mode``, the model's forward or ``predict``, softmax for
+  classification, the copy to numpy). After ``WARMUP`` calls that are not counted, the calls
+  are timed in blocks of about ``BLOCK_SECONDS`` each, and the figure is the **fastest block's
+  median** (:func:`_quiet`): interference from other processes comes in stretches of tens of
+  milliseconds to over a second, and the fastest block is the model's speed outside them. When the
+  search optimises or constrains a figure (``StudySpec.deployment_aware``), the calls are
+  timed for ``--latency-seconds`` (default ``SECONDS``, also the default of :func:`measure`
+  for a check of an exported model; at least ``MIN_CALLS`` calls; a slow model stops at twice
+  that with at least ``MIN_SLOW_CALLS`` calls); otherwise briefly (at most ``QUICK_CALLS``
+  calls, or ``QUICK_SECONDS``), an informative figure.
+- ``latency_p95_ms``: the 95th percentile of all timed calls (the slow stretches show here);
+  ``latency_calls``, ``latency_blocks``, ``latency_seconds``: how many calls and blocks were
+  timed, over how long.
+- ``latency_cpu_ms``: the CPU time of the calling thread, as the fastest block's median (CPU only):
   it leaves out the time the thread waits for a CPU that other processes hold (both figures
   still vary with caches and clock speed); it counts the calling thread only, so it is
   meaningful with one thread (the default).
 - ``throughput``: rows per second at a batch of ``BATCH`` rows (or the whole validation split
-  when smaller), timed the same way (``THROUGHPUT_*``).
+  when smaller), timed the same way (``THROUGHPUT_*``), from the fastest block's median call.
 - ``latency_threads``: torch's intra-op threads during the measurement (``--latency-threads``,
   1 by default: a figure that does not depend on how many workers share the machine), set
   with :func:`torch.set_num_threads` and restored after; ``latency_device``: where it ran.
 
-On a GPU each timed call ends with :func:`torch.cuda.synchronize`. A small model adds well
-under a second to its trial. The figures are noisy on a loaded machine; the median is the
-robust one, and ``docs/deployment.md`` describes how to check them on the target machine.
+On a GPU each timed call ends with :func:`torch.cuda.synchronize`. A small model adds
+about a second to its trial (a few milliseconds when timed briefly). The figures stay noisy on a
+loaded machine; ``docs/deployment.md`` gives the figures of this protocol and describes how to
+check them on the target machine.
 
 :func:`violations` turns the figures (and the trial's validation metrics) into Optuna
 constraint values, positive when a ``--constraint`` is not met; :func:`ensemble_figures`
@@ -55,7 +64,10 @@ from automl.types import DataBundle, Split, StreamSplit
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from automl.search.session import Session
 
-WARMUP, MIN_CALLS, MIN_SECONDS, MAX_CALLS, MAX_SECONDS, MIN_SLOW_CALLS = 10, 30, 0.3, 200, 3.0, 5
+#: ``SECONDS``: how long the latency is timed by default (``--latency-seconds``); a slow model
+#: stops after twice that with at least ``MIN_SLOW_CALLS`` calls.
+WARMUP, BLOCK_SECONDS, MIN_BLOCKS, MIN_CALLS, SECONDS, MIN_SLOW_CALLS = 10, 0.01, 20, 30, 2.0, 5
+QUICK_MIN_CALLS, QUICK_SECONDS, QUICK_CALLS = 30, 0.3, 200
 BATCH, THROUGHPUT_MIN_CALLS, THROUGHPUT_MIN_SECONDS, THROUGHPUT_MAX_SECONDS = 64, 3, 0.15, 1.5
 #: The violation recorded for a constraint whose figure could not be measured (infeasible).
 UNMEASURED = 1e9
@@ -98,45 +110,78 @@ def sample_split(split: Split | StreamSplit, rows: int) -> Split:
 
 
 def _timed(call: Callable[[], Any], sync: Callable[[], None], warmup: int, min_calls: int, min_s: float,
-           max_calls: int, max_s: float, min_slow: int) -> tuple[list[float], list[float]]:
+           max_calls: int, max_s: float, min_slow: int) -> tuple[list[list[float]], list[list[float]]]:
     """Wall seconds and calling-thread CPU seconds of each timed call of ``call`` after
-    ``warmup`` untimed ones."""
+    ``warmup`` untimed ones, in blocks of calls that take about ``BLOCK_SECONDS`` each (at
+    least ``MIN_BLOCKS`` blocks when ``max_calls`` allows); stops after at least ``min_calls``
+    calls and ``min_s`` seconds, or ``max_calls`` calls, or ``max_s`` seconds with at least
+    ``min_slow`` calls."""
+    t0 = time.perf_counter()
     for _ in range(warmup):
         call()
     sync()
-    times: list[float] = []
-    cpu: list[float] = []
+    each = (time.perf_counter() - t0) / max(1, warmup)
+    block = max(1, min(round(BLOCK_SECONDS / max(each, 1e-9)), max_calls // MIN_BLOCKS))
+    times: list[list[float]] = []
+    cpu: list[list[float]] = []
+    done = 0
     started = time.perf_counter()
     while True:
-        c0, t0 = time.thread_time(), time.perf_counter()
-        call()
-        sync()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.thread_time() - c0)
+        wall_b: list[float] = []
+        cpu_b: list[float] = []
+        for _ in range(block):
+            c0, t0 = time.thread_time(), time.perf_counter()
+            call()
+            sync()
+            wall_b.append(time.perf_counter() - t0)
+            cpu_b.append(time.thread_time() - c0)
+        times.append(wall_b)
+        cpu.append(cpu_b)
+        done += block
         spent = time.perf_counter() - started
-        if len(times) >= max_calls or (len(times) >= min_calls and spent >= min_s) or \
-                (len(times) >= min_slow and spent >= max_s):
+        if done >= max_calls or (done >= min_calls and spent >= min_s) or (done >= min_slow and spent >= max_s):
             return times, cpu
 
 
+def _quiet(blocks: list[list[float]]) -> float:
+    """The fastest block's median: the model's speed while nothing else slowed the machine.
+
+    Written by hand because no library estimates this: ``timeit`` reports the fastest repeat
+    for the same reason ("higher values are typically not caused by variability in Python's
+    speed, but by other processes interfering"), and ``torch.utils.benchmark`` medians over
+    blocks but keeps the slow ones. Other processes, or other virtual machines on the same
+    host, slow every call for tens of milliseconds to over a second at a time: on this
+    project's 2-core virtual machine the median of up to 200 calls moved by up to 2x between
+    two measurements of the same model, the fastest block's median of 2 s by under 6 % in 16
+    of 18 (docs/deployment.md)."""
+    return min(statistics.median(b) for b in blocks)
+
+
 def time_calls(one: Callable[[], Any], many: Callable[[], Any], rows: int, device: torch.device,
-               threads: int = 1) -> dict[str, Any]:
+               threads: int = 1, seconds: float | None = SECONDS) -> dict[str, Any]:
     """Latency of ``one()`` (a prediction of one row) and throughput of ``many()`` (a
-    prediction of ``rows`` rows), with ``threads`` torch threads (restored after)."""
+    prediction of ``rows`` rows), with ``threads`` torch threads (restored after).
+    ``seconds``: time the latency for that long (at least ``MIN_CALLS`` calls), the figure a
+    search that optimises or constrains it relies on; ``None``: briefly, at most
+    ``QUICK_CALLS`` calls (an informative figure that costs a fast model milliseconds)."""
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     old = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))
+    limits = (MIN_CALLS, seconds, 10**9) if seconds is not None else (QUICK_MIN_CALLS, QUICK_SECONDS, QUICK_CALLS)
     try:
-        lat, lat_cpu = _timed(one, sync, WARMUP, MIN_CALLS, MIN_SECONDS, MAX_CALLS, MAX_SECONDS, MIN_SLOW_CALLS)
+        started = time.perf_counter()
+        lat, lat_cpu = _timed(one, sync, WARMUP, limits[0], limits[1], limits[2], 2 * limits[1], MIN_SLOW_CALLS)
+        spent = time.perf_counter() - started
         thr, _ = _timed(many, sync, 2, THROUGHPUT_MIN_CALLS, THROUGHPUT_MIN_SECONDS, 1000, THROUGHPUT_MAX_SECONDS, 1)
     finally:
         torch.set_num_threads(old)
-    return {"latency_ms": round(statistics.median(lat) * 1e3, 4),
-            "latency_p95_ms": round(float(np.percentile(lat, 95)) * 1e3, 4),
-            "latency_cpu_ms": round(statistics.median(lat_cpu) * 1e3, 4) if device.type == "cpu" else None,
-            "throughput": round(rows / statistics.median(thr), 1),
-            "latency_calls": len(lat), "throughput_batch": rows,
-            "latency_threads": max(1, int(threads)), "latency_device": str(device)}
+    calls = [t for b in lat for t in b]
+    return {"latency_ms": round(_quiet(lat) * 1e3, 4),
+            "latency_p95_ms": round(float(np.percentile(calls, 95)) * 1e3, 4),
+            "latency_cpu_ms": round(_quiet(lat_cpu) * 1e3, 4) if device.type == "cpu" else None,
+            "throughput": round(rows / _quiet(thr), 1),
+            "latency_calls": len(calls), "latency_blocks": len(lat), "latency_seconds": round(spent, 3),
+            "throughput_batch": rows, "latency_threads": max(1, int(threads)), "latency_device": str(device)}
 
 
 def _predictor(model: Any, split: Split, data: DataBundle, device: torch.device) -> Callable[[], Any]:
@@ -147,9 +192,10 @@ def _predictor(model: Any, split: Split, data: DataBundle, device: torch.device)
 
 
 def measure(model: Any, data: DataBundle, path: Path | None, device: str | torch.device = "cpu",
-            threads: int = 1, batch: int = BATCH) -> dict[str, Any]:
+            threads: int = 1, batch: int = BATCH, seconds: float | None = SECONDS) -> dict[str, Any]:
     """The deployment figures of a trained ``model`` (see the module docstring), predicting
-    rows of ``data.val`` on ``device``; ``path``: where the model is stored (its size)."""
+    rows of ``data.val`` on ``device``; ``path``: where the model is stored (its size);
+    ``seconds``: how long the latency is timed (:func:`time_calls`)."""
     dev = torch.device(device)
     if isinstance(model, nn.Module):
         model.to(dev)
@@ -160,7 +206,7 @@ def measure(model: Any, data: DataBundle, path: Path | None, device: str | torch
         raise ValueError("the validation split is empty: no rows to time")
     many = sample_split(data.val, min(batch, len(data.val)))
     figures.update(time_calls(_predictor(model, sample_split(data.val, 1), data, dev),
-                              _predictor(model, many, data, dev), len(many), dev, threads))
+                              _predictor(model, many, data, dev), len(many), dev, threads, seconds))
     return figures
 
 
@@ -212,7 +258,8 @@ def ensemble_figures(session: Session, record: dict[str, Any], weights: Mapping[
             members.append((float(weight), _predictor(model, sample_split(data.val, 1), data, dev),
                             _predictor(model, sample_split(data.val, rows), data, dev), model, source))
         figures = time_calls(lambda: sum(w * one() for w, one, _, _, _ in members),
-                             lambda: sum(w * many() for w, _, many, _, _ in members), rows, dev, spec.latency_threads)
+                             lambda: sum(w * many() for w, _, many, _, _ in members), rows, dev, spec.latency_threads,
+                             spec.latency_seconds if spec.deployment_aware else None)
         params = [count_params(m[3]) for m in members]
         sizes = [stored_size(m[4]) for m in members]
         size = sum(sizes) if all(s is not None for s in sizes) else None

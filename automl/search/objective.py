@@ -351,10 +351,12 @@ class Objective:
 
     def _deploy(self, model: Any, data: DataBundle, path: Path) -> dict[str, Any]:
         """The trained model's deployment figures (:func:`automl.search.deploy.measure`), on
-        ``--latency-device`` with ``--latency-threads``; a model that cannot be timed records
+        ``--latency-device`` with ``--latency-threads``, timed for ``--latency-seconds`` when
+        the search optimises or constrains a figure (else briefly); a model that cannot be timed records
         why (``error``) and, under a constraint on a figure, counts as infeasible."""
         try:
-            return measure(model, data, path, self.spec.latency_device, self.spec.latency_threads)
+            return measure(model, data, path, self.spec.latency_device, self.spec.latency_threads,
+                           seconds=self.spec.latency_seconds if self.spec.deployment_aware else None)
         except Exception as exc:  # noqa: BLE001 - the trial still counts; its figures are missing
             return {"error": error_reason(exc)}
 

@@ -87,6 +87,8 @@ class StudySpec:
     constraints: list[str] = field(default_factory=list)
     latency_device: str = "cpu"
     latency_threads: int = 1
+    #: How long each model's latency is timed when a figure is an objective or constraint.
+    latency_seconds: float = 2.0
     checkpoint_every_s: float = 10.0
     data_fingerprint: str = ""
     space_hash: str = ""
@@ -180,6 +182,8 @@ class StudySpec:
                             f"not {self.latency_device!r}")
         if not 1 <= self.latency_threads <= 256:
             raise UserError(f"--latency-threads must be between 1 and 256, not {self.latency_threads}")
+        if not (math.isfinite(self.latency_seconds) and 0.05 <= self.latency_seconds <= 600):
+            raise UserError(f"--latency-seconds must be between 0.05 and 600, not {self.latency_seconds}")
         for flag, value in (("--timeout", self.timeout), ("--trial-timeout", self.trial_timeout)):
             if value is not None and (not math.isfinite(value) or value <= 0):
                 raise UserError(f"{flag} must be a positive number of seconds, not {value}")
