@@ -57,16 +57,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl.study.spec import FIGURES, parse_constraint
+from automl.study.spec import FIGURES, LATENCY_SECONDS, parse_constraint
 from automl.training import split_outputs
 from automl.types import DataBundle, Split, StreamSplit
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from automl.search.session import Session
 
-#: ``SECONDS``: how long the latency is timed by default (``--latency-seconds``); a slow model
-#: stops after twice that with at least ``MIN_SLOW_CALLS`` calls.
-WARMUP, BLOCK_SECONDS, MIN_BLOCKS, MIN_CALLS, SECONDS, MIN_SLOW_CALLS = 10, 0.01, 20, 30, 2.0, 5
+#: A timed latency (``SECONDS``: ``--latency-seconds``'s default) takes at least ``MIN_CALLS``
+#: calls; a slow model stops after twice its seconds with at least ``MIN_SLOW_CALLS`` calls.
+WARMUP, BLOCK_SECONDS, MIN_BLOCKS, MIN_CALLS, SECONDS, MIN_SLOW_CALLS = 10, 0.01, 20, 30, LATENCY_SECONDS, 5
 QUICK_MIN_CALLS, QUICK_SECONDS, QUICK_CALLS = 30, 0.3, 200
 BATCH, THROUGHPUT_MIN_CALLS, THROUGHPUT_MIN_SECONDS, THROUGHPUT_MAX_SECONDS = 64, 3, 0.15, 1.5
 #: The violation recorded for a constraint whose figure could not be measured (infeasible).
@@ -259,7 +259,7 @@ def ensemble_figures(session: Session, record: dict[str, Any], weights: Mapping[
                             _predictor(model, sample_split(data.val, rows), data, dev), model, source))
         figures = time_calls(lambda: sum(w * one() for w, one, _, _, _ in members),
                              lambda: sum(w * many() for w, _, many, _, _ in members), rows, dev, spec.latency_threads,
-                             spec.latency_seconds if spec.deployment_aware else None)
+                             spec.latency_window)
         params = [count_params(m[3]) for m in members]
         sizes = [stored_size(m[4]) for m in members]
         size = sum(sizes) if all(s is not None for s in sizes) else None

@@ -356,7 +356,7 @@ class Objective:
         why (``error``) and, under a constraint on a figure, counts as infeasible."""
         try:
             return measure(model, data, path, self.spec.latency_device, self.spec.latency_threads,
-                           seconds=self.spec.latency_seconds if self.spec.deployment_aware else None)
+                           seconds=self.spec.latency_window)
         except Exception as exc:  # noqa: BLE001 - the trial still counts; its figures are missing
             return {"error": error_reason(exc)}
 

@@ -40,6 +40,8 @@ FIGURES = {"params": "minimize", "size_mb": "minimize", "size_bytes": "minimize"
 #: The comparison operators of ``--constraint``.
 CONSTRAINT_OPS = ("<=", ">=", "<", ">")
 LATENCY_DEVICES = ("cpu", "cuda")
+#: The default of ``--latency-seconds`` and of :func:`automl.search.deploy.measure`.
+LATENCY_SECONDS = 2.0
 
 
 @dataclass
@@ -88,7 +90,7 @@ class StudySpec:
     latency_device: str = "cpu"
     latency_threads: int = 1
     #: How long each model's latency is timed when a figure is an objective or constraint.
-    latency_seconds: float = 2.0
+    latency_seconds: float = LATENCY_SECONDS
     checkpoint_every_s: float = 10.0
     data_fingerprint: str = ""
     space_hash: str = ""
@@ -155,6 +157,12 @@ class StudySpec:
     def multi_objective(self) -> bool:
         """Whether the study has several objectives (a Pareto front rather than one best)."""
         return len(self.objectives) > 1
+
+    @property
+    def latency_window(self) -> float | None:
+        """How long to time each model's latency: ``latency_seconds`` when the search optimises
+        or constrains a figure, else ``None`` (a brief, informative measurement)."""
+        return self.latency_seconds if self.deployment_aware else None
 
     @property
     def deployment_aware(self) -> bool:
