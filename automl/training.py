@@ -315,22 +315,28 @@ def split_outputs(model: nn.Module | ArrayModel, split: Split | StreamSplit, inf
         return _as_numpy(split.targets), np.asarray(model.predict(split.inputs))
     model.eval()
     outs, ys = [], []
+    if isinstance(split, StreamSplit):
+        batches = ((map_inputs(x, lambda t: t.to(device, non_blocking=True)), y)
+                   for x, y in _loader(split, batch_size, False, device))
+    else:
+        # Contiguous slices are views: no per-epoch copy (gather) of the split.
+        batches = ((map_inputs(split.inputs, lambda t, i=i: t[i:i + batch_size]), split.targets[i:i + batch_size])
+                   for i in range(0, len(split), batch_size))
+    for xb, yb in batches:
+        outs.append(batch_outputs(model, xb, info, device))
+        ys.append(yb)
+    return _as_numpy(torch.cat(ys)), _as_numpy(torch.cat(outs))
+
+
+def batch_outputs(model: nn.Module, inputs: Any, info: DataInfo, device: torch.device) -> torch.Tensor:
+    """One batch's outputs of a model already in ``eval()`` mode, as :func:`split_outputs`
+    computes them: the forward pass under ``inference_mode`` (and autocast on a GPU), as
+    float, with class probabilities (softmax) for classification. ``inputs`` are on
+    ``device``. This is also what a timed prediction runs (:mod:`automl.search.deploy`): a
+    deployed model is put in eval mode once, not before every request."""
     with torch.inference_mode(), _autocast(device):
-        if isinstance(split, StreamSplit):
-            batches = ((map_inputs(x, lambda t: t.to(device, non_blocking=True)), y)
-                       for x, y in _loader(split, batch_size, False, device))
-        else:
-            # Contiguous slices are views: no per-epoch copy (gather) of the split.
-            batches = ((map_inputs(split.inputs, lambda t, i=i: t[i:i + batch_size]), split.targets[i:i + batch_size])
-                       for i in range(0, len(split), batch_size))
-        for xb, yb in batches:
-            out = call_model(model, _channels_last(xb))
-            outs.append(out.float())
-            ys.append(yb)
-    out, y = torch.cat(outs), torch.cat(ys)
-    if info.task == "classification":
-        out = torch.softmax(out, dim=-1)
-    return _as_numpy(y), _as_numpy(out)
+        out = call_model(model, _channels_last(inputs)).float()
+        return torch.softmax(out, dim=-1) if info.task == "classification" else out
 
 
 def evaluate(model: nn.Module | ArrayModel, data: DataBundle, split_name: str,

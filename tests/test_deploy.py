@@ -51,6 +51,32 @@ def test_a_slower_model_measures_slower(tmp_path):
     assert torch.get_num_threads() >= 1  # restored
 
 
+def test_a_timed_call_is_what_a_deployed_model_runs_per_request(tmp_path):
+    """The latency is the forward pass (with softmax and the copy to numpy), not the
+    bookkeeping around it: the model is put in eval mode once, as a service does after
+    loading it, not before every call (for a small network eval() alone walks every submodule
+    and cost about as much as the forward, which hid the differences between small models).
+    What is timed gives the same outputs as evaluation."""
+    from automl.search.deploy import _predictor, measure, sample_split
+    from automl.training import split_outputs
+
+    class Counting(nn.Sequential):
+        modes = 0
+
+        def train(self, mode: bool = True):
+            Counting.modes += 1
+            return super().train(mode)
+
+    data = _bundle()
+    model = Counting(nn.Linear(64, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 2))
+    figures = measure(model, data, None, "cpu", threads=1, seconds=0.2)
+    assert figures["latency_calls"] >= 30 and Counting.modes <= 2, (Counting.modes, figures["latency_calls"])
+    rows = sample_split(data.val, 5)
+    timed = _predictor(model.train(), rows, data, torch.device("cpu"))()
+    assert not model.training
+    assert timed == pytest.approx(split_outputs(model, rows, data.info, torch.device("cpu"))[1], abs=1e-6)
+
+
 def test_latency_is_the_quiet_speed_when_interference_covers_part_of_the_measurement():
     """Another process (or another virtual machine on the same host) can slow every call for
     a few hundred milliseconds; the same model then measured 2x apart from one measurement to

@@ -10,9 +10,10 @@ model is meant to run on (``--latency-device``, CPU by default):
   (``trials/N/model.pt``, a state_dict; or ``trials/N/model/``, the library's own format),
   not of an extra export. ``size_mb`` is ``size_bytes / 1e6`` (decimal megabytes).
 - ``latency_ms``: the wall time of one prediction of **one row** of the validation split,
-  through the path ``automl predict`` and evaluation use (:func:`automl.training.split_outputs`:
-  ``eval()``, ``inference_mode``, the model's forward or ``predict``, softmax for
-  classification, the copy to numpy). After ``WARMUP`` calls that are not counted, the calls
+  as ``automl predict`` and evaluation compute it (:func:`automl.training.batch_outputs`:
+  ``inference_mode``, the model's forward, softmax for classification, the copy to numpy;
+  an ArrayModel's ``predict``), with the model put in ``eval()`` mode once beforehand, as a
+  deployed model is, not before every call. After ``WARMUP`` calls that are not counted, the calls
   are timed in blocks of about ``BLOCK_SECONDS`` each, and the figure is the **fastest block's
   median** (:func:`_quiet`): interference from other processes comes in stretches of tens of
   milliseconds to over a second, and the fastest block is the model's speed outside them. When the
@@ -58,7 +59,7 @@ import torch
 from torch import nn
 
 from automl.study.spec import FIGURES, LATENCY_SECONDS, parse_constraint
-from automl.training import split_outputs
+from automl.training import batch_outputs, split_outputs
 from automl.types import DataBundle, Split, StreamSplit
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -185,10 +186,15 @@ def time_calls(one: Callable[[], Any], many: Callable[[], Any], rows: int, devic
 
 
 def _predictor(model: Any, split: Split, data: DataBundle, device: torch.device) -> Callable[[], Any]:
-    """One prediction of ``split`` through :func:`automl.training.split_outputs`, the path
-    evaluation and ``automl predict`` use (the rows moved to the device once, beforehand)."""
-    rows = split.to(device) if isinstance(model, nn.Module) else split
-    return lambda: split_outputs(model, rows, data.info, device, batch_size=len(rows))[1]
+    """One prediction of ``split`` as evaluation and ``automl predict`` compute it, to numpy:
+    a torch module's :func:`automl.training.batch_outputs` (the model put in eval mode once,
+    beforehand, as a deployed model is; the rows moved to the device once), an ArrayModel's
+    ``predict`` through :func:`automl.training.split_outputs`."""
+    if not isinstance(model, nn.Module):
+        return lambda: split_outputs(model, split, data.info, device)[1]
+    model.eval()
+    inputs = split.to(device).inputs
+    return lambda: batch_outputs(model, inputs, data.info, device).cpu().numpy()
 
 
 def measure(model: Any, data: DataBundle, path: Path | None, device: str | torch.device = "cpu",
