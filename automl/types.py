@@ -78,7 +78,8 @@ class PluginInfo:
     figure (``latency_ms``, ``size_mb``, ``params``...) is among the objectives
     (``--objective``) or constraints (``--constraint``): model families that together span
     the accuracy/latency trade-off (one family's smallest model is rarely much faster than
-    its most accurate one). Empty: the default spaces. Example: ``deployment_spaces=("cnn", "mlp")`` for images.
+    its most accurate one). Empty: the default spaces. Example:
+    ``deployment_spaces=("cnn", "mlp", "linear")`` for images.
     """
 
     name: str

@@ -84,7 +84,7 @@ def test_default_spaces_are_those_that_fit_the_task():
 
 def test_deployment_spaces_replace_the_defaults_only_for_deployment_aware_searches(tmp_path):
     """``PluginInfo.deployment_spaces``: a search with a figure among its objectives or
-    constraints and no --space spans several families (vision: cnn and mlp); any other search,
+    constraints and no --space spans several families (vision: cnn, mlp, linear); any other search,
     and any --space, is unchanged. A name that is not registered breaks the plugin."""
     from automl.plugins import load_registry
     from automl.study.resolve import resolve
@@ -92,7 +92,7 @@ def test_deployment_spaces_replace_the_defaults_only_for_deployment_aware_search
 
     registry = load_registry(only={"vision"})
     assert [s.name for s in resolve(registry, "vision").spaces] == ["cnn"]
-    assert [s.name for s in resolve(registry, "vision", deployment=True).spaces] == ["cnn", "mlp"]
+    assert [s.name for s in resolve(registry, "vision", deployment=True).spaces] == ["cnn", "mlp", "linear"]
     assert [s.name for s in resolve(registry, "vision", spaces=["resnet"], deployment=True).spaces] == ["resnet"]
     assert StudySpec(plugin="vision", objectives=["accuracy", "latency_ms"]).deployment_aware
     assert StudySpec(plugin="vision", constraints=["size_mb<=1"]).deployment_aware

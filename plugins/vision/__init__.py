@@ -32,10 +32,13 @@ from automl_plugins.vision._spaces import (
     START_CNN,
     START_CNN_AFFINE,
     START_CNN_SGD,
+    START_LINEAR,
     START_MLP,
     build_cnn,
+    build_linear,
     build_mlp,
     define_cnn,
+    define_linear,
     define_mlp,
     train_space,
 )
@@ -47,8 +50,8 @@ VAL = Option("val", float, 0.1, "fraction of the official train set held out for
 @hookimpl
 def plugin_info() -> PluginInfo:
     return PluginInfo(name="vision", description="Image classification: image folders, MNIST, CIFAR-10; "
-                      "MLP, CNN, ResNet, MobileNet", default_dataset="digits", default_space="cnn",
-                      default_metric="accuracy", deployment_spaces=("cnn", "mlp"))
+                      "linear, MLP, CNN, ResNet, MobileNet", default_dataset="digits", default_space="cnn",
+                      default_metric="accuracy", deployment_spaces=("cnn", "mlp", "linear"))
 
 
 @hookimpl
@@ -81,6 +84,9 @@ def register_spaces(register) -> None:
     register(SearchSpace(name="mlp", tasks=CLS, define=define_mlp, build=build_mlp, train=train_space,
                          step=vision_step, description="multi-layer perceptron on the flattened image",
                          starts=(START_MLP,)))
+    register(SearchSpace(name="linear", tasks=CLS, define=define_linear, build=build_linear, train=train_space,
+                         step=vision_step, description="softmax regression on the pixels: the fastest model",
+                         starts=(START_LINEAR,)))
     register(SearchSpace(name="cnn", tasks=CLS, define=define_cnn, build=build_cnn, train=train_space,
                          step=vision_step, starts=(START_CNN, START_CNN_AFFINE, START_CNN_SGD),
                          description="convolutional blocks with batch norm, pooling and a dense head"))

@@ -64,6 +64,20 @@ def build_mlp(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+def define_linear(trial, info: DataInfo) -> dict[str, Any]:
+    """Dropout on the pixels, the one regulariser of a linear model besides weight decay."""
+    return {"dropout": trial.suggest_float("dropout", 0.0, 0.3)}
+
+
+def build_linear(cfg: dict[str, Any], info: DataInfo) -> nn.Module:
+    """Softmax regression on the standardised pixels: normalize, flatten, dropout, one linear
+    layer. The fastest and smallest model of the plugin, the low end of an accuracy/latency
+    trade-off (on digits about 0.96 accuracy, against 0.99 for a CNN)."""
+    c, h, w = info.input_shape
+    return nn.Sequential(normalize(info), nn.Flatten(), nn.Dropout(cfg["dropout"]),
+                         nn.Linear(c * h * w, info.num_classes))
+
+
 def define_cnn(trial, info: DataInfo) -> dict[str, Any]:
     """Blocks, channels, kernel, dropout, batch norm, activation and head width of the CNN."""
     return {
@@ -115,6 +129,7 @@ START_CNN_AFFINE = {**START_CNN, "augment": "affine", "aug_strength": 0.5, "ema"
 START_CNN_SGD = {**START_CNN, "optimizer": "sgd", "lr": 0.03, "momentum": 0.9, "nesterov": True,
                  "weight_decay": 5e-4, "scheduler": "warmup_cosine", "augment": "affine", "aug_strength": 0.5}
 START_MLP = {"layers": 2, "width": 256, "dropout": 0.2, "batch_norm": True, "activation": "relu", **START_TRAIN}
+START_LINEAR = {"dropout": 0.0, **START_TRAIN}
 
 
 #: What every vision space searches besides the optimizer: per-epoch cosine and the per-batch
@@ -126,7 +141,7 @@ EMA = (0.0, 0.99, 0.999)
 
 
 def train_space(trial, info: DataInfo) -> dict[str, Any]:
-    """Training hyperparameters of ``mlp`` and ``cnn``: the shared ones (with the schedules,
+    """Training hyperparameters of ``linear``, ``mlp`` and ``cnn``: the shared ones (with the schedules,
     momentum and EMA above), label smoothing, the augmentation policy and batch mixing (see
     :mod:`._augment`)."""
     cfg = suggest_training(trial, info, epochs=(10, 40), batch_sizes=(32, 64, 128), schedulers=SCHEDULES,

@@ -11,7 +11,15 @@ from automl import DataInfo, TrainContext, UserError
 from automl_plugins.vision import _nets as nets
 from automl_plugins.vision._augment import POLICIES, augment, make_transform, suggest_augmentation, vision_step
 from automl_plugins.vision._data import image_info
-from automl_plugins.vision._spaces import build_cnn, build_mlp, define_cnn, define_mlp, train_space
+from automl_plugins.vision._spaces import (
+    build_cnn,
+    build_linear,
+    build_mlp,
+    define_cnn,
+    define_linear,
+    define_mlp,
+    train_space,
+)
 
 GRAY = image_info(["a", "b", "c"], (1, 8, 8), [0.3], [0.2], hflip=False)
 COLOR = image_info([str(i) for i in range(10)], (3, 16, 16), [0.4, 0.5, 0.6], [0.2, 0.2, 0.2], hflip=True)
@@ -92,8 +100,9 @@ def _forward_backward(model: torch.nn.Module, info: DataInfo, n: int = 4) -> Non
 
 
 @pytest.mark.parametrize("info", [GRAY, COLOR], ids=["gray", "color"])
-@pytest.mark.parametrize("define, build", [(define_mlp, build_mlp), (define_cnn, build_cnn)], ids=["mlp", "cnn"])
-def test_mlp_and_cnn_forward_backward(info, define, build):
+@pytest.mark.parametrize("define, build", [(define_linear, build_linear), (define_mlp, build_mlp),
+                                           (define_cnn, build_cnn)], ids=["linear", "mlp", "cnn"])
+def test_linear_mlp_and_cnn_forward_backward(info, define, build):
     trial = _trial()
     cfg = define(trial, info)
     train = train_space(trial, info)
