@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -64,6 +65,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cluster_logs(temp: str, lines: int = 15) -> str:
+    """The end of each non-empty log of the cluster's node (raylet, agents, workers): what a
+    failed search on the cluster is read from, since the folder is removed after the test."""
+    out = []
+    for path in sorted(Path(temp).glob("session_2*/logs/*")):
+        if path.is_file() and path.suffix in (".err", ".out", ".log") and path.stat().st_size:
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"\n--- {path.name}\n" + "\n".join(tail))
+    return "".join(out)
+
+
 def test_search_on_a_ray_start_cluster(cli, studies, postgres_db):
     """A Ray cluster needs a storage every node reaches: PostgreSQL (SQLite is refused)."""
     port = _free_port()
@@ -83,7 +95,7 @@ def test_search_on_a_ray_start_cluster(cli, studies, postgres_db):
             time.sleep(0.5)
         res = cli("search", *QUICK, "--backend", "ray", "--address", f"127.0.0.1:{port}",
                   "--trials", "2", "--study", "c1", "--storage", postgres_db)
-        assert res.code == 0, res.err
+        assert res.code == 0, res.err + _cluster_logs(temp)
         trials = optuna.load_study(study_name="c1", storage=postgres_db).trials
         assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 2
         # the trials ran in the cluster's workers, not in a Ray started by the search
