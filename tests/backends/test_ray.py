@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
 import pytest
+from _ray_node import start_head
 
 pytestmark = pytest.mark.ray
 # No ensemble and no refit: what happens after the last trial is not the point here, and both
@@ -59,12 +57,6 @@ def test_ray_search_then_resume_on_local_backend(cli, studies, installed, tmp_pa
     assert summary and summary[0]["finished"] == 6
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _cluster_logs(temp: str, lines: int = 15) -> str:
     """The end of each non-empty log of the cluster's node (raylet, agents, workers): what a
     failed search on the cluster is read from, since the folder is removed after the test."""
@@ -78,39 +70,30 @@ def _cluster_logs(temp: str, lines: int = 15) -> str:
 
 def test_search_on_a_ray_start_cluster(cli, studies, postgres_db):
     """A Ray cluster needs a storage every node reaches: PostgreSQL (SQLite is refused)."""
-    port = _free_port()
     temp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's Unix socket paths
-    ports = [f"--{name}={_free_port()}" for name in (
-        "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-        "runtime-env-agent-port", "metrics-export-port")]
-    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
-    head = subprocess.Popen(
-        [ray_cli, "start", "--head", "--port", str(port), "--num-cpus", "2", "--node-ip-address", "127.0.0.1",
-         "--temp-dir", temp, "--include-dashboard=false", "--disable-usage-stats", "--block", *ports],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while not any(n.startswith("session_2") for n in os.listdir(temp)) and time.time() < deadline:
-            assert head.poll() is None, "ray start exited"
-            time.sleep(0.5)
-        res = cli("search", *QUICK, "--backend", "ray", "--address", f"127.0.0.1:{port}",
-                  "--trials", "2", "--study", "c1", "--storage", postgres_db)
-        assert res.code == 0, res.err + _cluster_logs(temp)
-        trials = optuna.load_study(study_name="c1", storage=postgres_db).trials
-        assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 2
-        # the trials ran in the cluster's workers, not in a Ray started by the search
-        assert {t.user_attrs["worker"]["ray"]["address"].rsplit(":", 1)[1] for t in trials} == {str(port)}
-        assert not (studies / "c1" / "ray" / "logs").exists()
+        head, address = start_head(temp, "--num-cpus", "2")
+        try:
+            res = cli("search", *QUICK, "--backend", "ray", "--address", address,
+                      "--trials", "2", "--study", "c1", "--storage", postgres_db)
+            assert res.code == 0, res.err + _cluster_logs(temp)
+            trials = optuna.load_study(study_name="c1", storage=postgres_db).trials
+            assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 2
+            # the trials ran in the cluster's workers, not in a Ray started by the search
+            ports = {t.user_attrs["worker"]["ray"]["address"].rsplit(":", 1)[1] for t in trials}
+            assert ports == {address.rsplit(":", 1)[1]}
+            assert not (studies / "c1" / "ray" / "logs").exists()
+        finally:
+            # stop exactly this cluster: its process group (`ray stop` would stop every Ray here)
+            try:
+                os.killpg(head.pid, 15)
+                head.wait(timeout=20)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                pass
+            try:
+                os.killpg(head.pid, 9)
+            except ProcessLookupError:
+                pass
+            head.wait(timeout=10)
     finally:
-        # stop exactly this cluster: its process group (`ray stop` would stop every Ray here)
-        try:
-            os.killpg(head.pid, 15)
-            head.wait(timeout=20)
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            pass
-        try:
-            os.killpg(head.pid, 9)
-        except ProcessLookupError:
-            pass
-        head.wait(timeout=10)
         subprocess.run(["rm", "-rf", temp], check=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,29 +23,16 @@ from pathlib import Path
 
 import optuna
 import pytest
+from _ray_node import NODE_PORTS, RAY, start_head
 
 pytestmark = pytest.mark.ray
 
 TINY = str(Path(__file__).resolve().parents[1] / "data" / "tinyplug.py")
-RAY = os.path.join(os.path.dirname(sys.executable), "ray")
 TRIALS = 8
 #: tinyplug's ``slow`` space sleeps this long per training batch (seconds): trials of about 2 s
 #: on the head, and of 4-6 s on the second node, so that a trial seen running there is still
 #: running when its node is killed (the worker's environment comes from its node's `ray start`).
 DELAY, SECOND_DELAY = "0.06", "0.25"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _node_ports() -> list[str]:
-    """Every port a node opens, chosen free: other Ray instances may run on this machine."""
-    return [f"--{name}={_free_port()}" for name in (
-        "node-manager-port", "object-manager-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-        "runtime-env-agent-port", "metrics-export-port")]
 
 
 def _processes() -> list[tuple[int, str, str]]:
@@ -90,14 +76,10 @@ def _descends_from(pid: int, ancestor: int) -> bool:
 
 @dataclass
 class Cluster:
-    port: int
+    address: str  # the head's GCS, HOST:PORT
     temps: tuple[str, str]  # the head's and the second node's temp folders
     head: subprocess.Popen
     second: subprocess.Popen
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def processes(self) -> list[tuple[int, str, str]]:
         """This cluster's processes: those whose command line names its temp folders or its GCS."""
@@ -143,31 +125,25 @@ def _stop(started: list[subprocess.Popen], cluster: Cluster | None) -> list[tupl
 
 @pytest.fixture(scope="module")
 def cluster():
-    port = _free_port()
     temps = (tempfile.mkdtemp(prefix="rn1-", dir="/tmp"), tempfile.mkdtemp(prefix="rn2-", dir="/tmp"))  # short paths
     env = {**os.environ, "TINYPLUG_DELAY": DELAY, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--block"]
+    common = ["--num-cpus", "1"]
     started: list[subprocess.Popen] = []
     made: Cluster | None = None
     log = open(os.path.join(temps[1], "start.log"), "w")  # the second node's output, closed below
     try:
-        head = subprocess.Popen(
-            [RAY, "start", "--head", "--port", str(port), "--temp-dir", temps[0], "--include-dashboard=false",
-             f"--ray-client-server-port={_free_port()}", *common, *_node_ports()],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+        head, address = start_head(temps[0], *common, env=env)
         started.append(head)
         if os.path.exists(os.path.expanduser("~/.ray/auth_token")):  # the head requires it then; a joining
             env["RAY_AUTH_MODE"] = "token"                              # node sends it only when told so
         deadline = time.time() + 120
-        while not any(n.startswith("session_2") for n in os.listdir(temps[0])):
-            assert head.poll() is None and time.time() < deadline, "ray start --head did not start"
-            time.sleep(0.3)
         second = subprocess.Popen(
-            [RAY, "start", "--address", f"127.0.0.1:{port}", "--resources", json.dumps({"second": 1}),
-             "--temp-dir", temps[1], *common, *_node_ports()],
+            [RAY, "start", "--address", address, "--resources", json.dumps({"second": 1}),
+             "--temp-dir", temps[1], "--node-ip-address", "127.0.0.1", "--disable-usage-stats", "--block", *common,
+             *NODE_PORTS],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**env, "TINYPLUG_DELAY": SECOND_DELAY})
         started.append(second)
-        made = Cluster(port, temps, head, second)
+        made = Cluster(address, temps, head, second)
         while made.raylet(second) is None:
             assert second.poll() is None and time.time() < deadline, \
                 f"ray start --address did not start:\n{Path(log.name).read_text()[-3000:]}"
