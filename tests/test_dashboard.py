@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -14,34 +14,34 @@ import pytest
 from _results_helper import make_study
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_dashboard_serves_the_study(studies, tmp_path):
+    """``--port 0`` serves on a port the server binds itself and prints its URL: nothing picks a
+    port here and releases it for the server to take later, which another process could take
+    in between."""
     pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (pip install "
                                                    "'automl[dashboard]')")
     make_study("dash", "tabular", trials=1, dataset="iris", max_epochs=1)
-    port = _free_port()
     log = open(tmp_path / "dashboard.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "automl", "dashboard", "dash", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "automl", "dashboard", "dash", "--port", "0"],
                             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:
-        deadline, body = time.time() + 90, None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as resp:
-                    body = json.loads(resp.read())
-                break
-            except OSError:
-                time.sleep(0.3)
+        deadline, body, base = time.time() + 90, None, None
+        while time.time() < deadline and proc.poll() is None and body is None:
+            log.seek(0)
+            found = re.search(r"http://127\.0\.0\.1:(\d+)/dashboard/studies/\d+", log.read())
+            if found and found.group(1) != "0":
+                base = f"http://127.0.0.1:{found.group(1)}"
+                try:
+                    with urllib.request.urlopen(f"{base}/api/studies", timeout=5) as resp:
+                        body = json.loads(resp.read())
+                except OSError:
+                    pass
+            time.sleep(0.3)
         log.seek(0)
         assert body is not None, f"the dashboard did not answer: {log.read()[-2000:]}"
         listed = body.get("studies", body.get("study_summaries"))  # the key's name varies by version
         assert [s["study_name"] for s in listed] == ["dash"]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/dashboard", timeout=5) as resp:
+        with urllib.request.urlopen(f"{base}/dashboard", timeout=5) as resp:
             assert resp.status == 200
     finally:
         proc.terminate()

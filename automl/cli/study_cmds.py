@@ -31,28 +31,40 @@ def report(
 def dashboard(
     name: StudyArg,
     host: Annotated[str, typer.Option(help="Address to bind (127.0.0.1 keeps it on this machine).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8080,
+    port: Annotated[int, typer.Option(help="Port to serve on; 0 picks a free one (its URL is printed).")] = 8080,
 ) -> None:
     """Serve optuna-dashboard on the study's storage (needs: pip install 'automl[dashboard]')."""
     from automl.study.store import make_storage, open_ref
 
-    if not 0 < port < 65536:
-        raise UserError(f"--port must be between 1 and 65535, not {port}")
+    if not 0 <= port < 65536:
+        raise UserError(f"--port must be between 0 (any free port) and 65535, not {port}")
     try:
         import optuna_dashboard
     except ImportError:
         raise UserError("optuna-dashboard is not installed; install it with: pip install 'automl[dashboard]' "
                         "(or pip install optuna-dashboard)") from None
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, code="-", size="-"):  # one line per request would bury the URL
+            pass
+
     ref = open_ref(name)
     study = ref.load()
-    console.print(f"optuna-dashboard for study {name} ({ref.url}) at "
-                  f"http://{host}:{port}/dashboard/studies/{study._study_id}  (Ctrl-C to stop)")
+    # optuna-dashboard's WSGI app on the standard library's server (what its run_server does
+    # through bottle), bound here so that the URL printed has the port really bound, 0 included
     try:
-        optuna_dashboard.run_server(make_storage(ref.url), host=host, port=port)
+        server = make_server(host, port, optuna_dashboard.wsgi(make_storage(ref.url)), handler_class=Quiet)
     except OSError as exc:
         raise UserError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+    console.print(f"optuna-dashboard for study {name} ({ref.url}) at "
+                  f"http://{host}:{server.server_port}/dashboard/studies/{study._study_id}  (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        server.server_close()
 
 
 @app.command()

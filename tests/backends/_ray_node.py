@@ -47,8 +47,9 @@ def _client_server_port() -> int:
 def start_head(temp: str, *args: str, env: dict | None = None, timeout: float = 120) -> tuple[subprocess.Popen, str]:
     """Start ``ray start --head --block`` in its own session (stop it with ``os.killpg``), its
     temp folder ``temp``, and wait until it is up. Returns the process and the GCS address,
-    ``HOST:PORT`` (Ray resolves the 127.0.0.1 it is given to the machine's own address). If the head exits or is not up within ``timeout`` seconds, its
-    process group is killed and the error carries the end of its output."""
+    ``HOST:PORT`` (Ray resolves the 127.0.0.1 it is given to the machine's own address). If
+    the head exits or is not up within ``timeout`` seconds, its process group is killed and the
+    error carries the end of its output."""
     out = Path(temp) / "start.log"
     with open(out, "w") as log:
         head = subprocess.Popen(
