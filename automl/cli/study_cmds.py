@@ -43,18 +43,14 @@ def dashboard(
     except ImportError:
         raise UserError("optuna-dashboard is not installed; install it with: pip install 'automl[dashboard]' "
                         "(or pip install optuna-dashboard)") from None
-    from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-    class Quiet(WSGIRequestHandler):
-        def log_request(self, code="-", size="-"):  # one line per request would bury the URL
-            pass
+    from wsgiref.simple_server import make_server
 
     ref = open_ref(name)
     study = ref.load()
     # optuna-dashboard's WSGI app on the standard library's server (what its run_server does
     # through bottle), bound here so that the URL printed has the port really bound, 0 included
     try:
-        server = make_server(host, port, optuna_dashboard.wsgi(make_storage(ref.url)), handler_class=Quiet)
+        server = make_server(host, port, optuna_dashboard.wsgi(make_storage(ref.url)))
     except OSError as exc:
         raise UserError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
     console.print(f"optuna-dashboard for study {name} ({ref.url}) at "

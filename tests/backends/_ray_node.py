@@ -1,14 +1,14 @@
-"""``ray start`` for the tests, with every port of the node bound by the process that serves it.
+"""``ray start`` for the tests, with the node's ports bound by the processes that serve them.
 
 A test that picks a port by binding port 0 and releasing it, and hands the number to ``ray
 start``, races every other process of the machine for it: until the node binds it, seconds
 later on a busy machine, any outgoing connection (PostgreSQL clients, Ray's own gRPC channels,
-the other test worker) may get it as its ephemeral port. A node that loses an agent's port
-starts, but its workers cannot, and every trial's actor dies "unexpectedly". Given 0, each Ray
-process binds a port of its own and records it in the session folder (Ray's "persisted ports"),
-and the head writes its address to ``TEMP/ray_current_cluster`` once it is up, which is where
-the tests read it from. Nothing here chooses a port.
-"""
+the other test worker) may get it as its ephemeral port. Provoked on purpose, a lost Ray Client
+port makes the head exit and a lost runtime-env-agent port leaves a search unable to join.
+Given 0, each Ray process binds a port of its own and records it in the session folder (Ray's
+"persisted ports"), and the head writes its address to ``TEMP/ray_current_cluster`` once it is
+up, which is where the tests read it from. The one port chosen here is the Ray Client
+server's, which cannot be 0 (see :func:`_client_server_port`)."""
 
 from __future__ import annotations
 
