@@ -7,8 +7,9 @@ opens that same trial in its process and runs the local backend's ``Objective`` 
 user attrs (worker, config, run, error, ...), intermediate values and weights under
 ``STUDY/trials/N/`` are exactly those of a local trial. Each epoch is also reported to Tune,
 whose scheduler (ASHA, async HyperBand, median stopping) may stop the trial: the searcher then
-tells Optuna PRUNED. A trial that raises is recorded FAIL with its error and ends normally, so
-Tune's ``FailureConfig`` retries only trials whose worker was lost (a dead node).
+tells Optuna PRUNED, as it does for a trial the objective prunes itself (:func:`outcome`). A
+trial that raises is recorded FAIL with its error and ends normally, so Tune's
+``FailureConfig`` retries only trials whose worker was lost (a dead node).
 """
 
 from __future__ import annotations
@@ -147,6 +148,8 @@ def classify(result: dict | None, error: bool,
         return TrialState.COMPLETE, float(value), None
     if state == "FAIL":
         return TrialState.FAIL, None, result.get("automl_error") or "failed"
+    if state == "PRUNED":  # the objective pruned it (outcome)
+        return TrialState.PRUNED, None, None
     if error:
         return TrialState.FAIL, None, "the Ray trial failed or its worker was lost (see the study's ray/ folder)"
     if stopping:
@@ -219,7 +222,7 @@ def trainable(config: dict[str, Any], job: Job | None = None, threads: int = 1) 
     def on_epoch(epoch: int, value: float, train_loss: float) -> None:
         tune.report({METRIC: float(value), "train_loss": float(train_loss), "epoch": int(epoch)})
 
-    try:
+    def run() -> float | list[float]:
         value = runner(trial, on_epoch)
         files = shared_files(job.spec.get("artifacts"), job.study_dir)
         if files is not None:
@@ -228,14 +231,27 @@ def trainable(config: dict[str, Any], job: Job | None = None, threads: int = 1) 
             except Exception as exc:
                 trial.set_user_attr("error", f"storing its files in the artifact store: {error_reason(exc)}")
                 raise
-    except Exception as exc:  # noqa: BLE001 - the runner stored the reason in the trial
-        tune.report({STATE_KEY: "FAIL", "automl_error": error_reason(exc)})
-        return
-    if isinstance(value, list):  # a multi-objective study: every objective, the primary as Tune's metric
-        tune.report({METRIC: float(value[0]), STATE_KEY: "COMPLETE", "automl_value": float(value[0]),
-                     "automl_values": [float(v) for v in value]})
-        return
-    tune.report({METRIC: float(value), STATE_KEY: "COMPLETE", "automl_value": float(value)})
+        return value
+
+    tune.report(outcome(run))
+
+
+def outcome(run: Any) -> dict[str, Any]:
+    """The last result a trainable reports for ``run()`` (the trial runner): its value (a
+    multi-objective study's every objective, the primary as Tune's metric); PRUNED when the
+    objective prunes the trial itself (too slow for a time budget, rejected before training
+    under a constraint), as the local backend records it; FAIL with the reason when it raises
+    (the runner stored the reason in the trial)."""
+    try:
+        value = run()
+    except optuna.TrialPruned as exc:
+        return {STATE_KEY: "PRUNED", "automl_pruned": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - recorded as the trial's failure
+        return {STATE_KEY: "FAIL", "automl_error": error_reason(exc)}
+    if isinstance(value, list):
+        return {METRIC: float(value[0]), STATE_KEY: "COMPLETE", "automl_value": float(value[0]),
+                "automl_values": [float(v) for v in value]}
+    return {METRIC: float(value), STATE_KEY: "COMPLETE", "automl_value": float(value)}
 
 
 def _check_readable(job: Job) -> None:
