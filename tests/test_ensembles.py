@@ -38,6 +38,34 @@ def test_selection_is_a_function_of_validation_predictions_only():
     assert a.val_value >= single  # the first round is the best single candidate
 
 
+def test_selection_keeps_within_a_budget_of_members():
+    # Under --constraint an ensemble serves every member, so its latency, size and parameters
+    # are about its members' sums: selection only adds a member while the set stays within
+    # the limit (here: at most two distinct members, and never #2 with #4).
+    from automl.metrics import accuracy as acc_fn
+    from automl.types import Metric
+
+    metric = Metric("accuracy", "maximize", ("classification",), acc_fn)
+    rng = np.random.default_rng(1)
+    y_val = rng.integers(0, 3, 90)
+    candidates = {n: rng.dirichlet(np.ones(3), 90) for n in range(6)}
+    for n, rows in ((2, slice(0, 60)), (4, slice(30, 90)), (5, slice(0, 90, 3))):
+        candidates[n][np.arange(90)[rows], y_val[rows]] += 0.6
+    free = select(candidates, y_val, metric, "classification")
+    assert len(free.weights) > 2 or set(free.weights) == {2, 4}, free.weights
+
+    seen: list[frozenset[int]] = []
+
+    def admits(members: frozenset[int]) -> bool:
+        seen.append(members)
+        return len(members) <= 2 and not {2, 4} <= members
+
+    held = select(candidates, y_val, metric, "classification", admits=admits)
+    assert len(held.weights) <= 2 and not {2, 4} <= set(held.weights), held.weights
+    assert all(len(m) <= 3 for m in seen) and any(len(m) == 2 for m in seen)
+    assert held.val_value >= max(metric.fn(y_val, p) for p in candidates.values())
+
+
 def test_changing_the_test_split_leaves_members_and_weights_unchanged(studies, cli):
     make_study("ens", "tabular", trials=6, dataset="iris", spaces=["mlp"], ensemble=5)  # models kept: 5
     before = _study(studies, "ens").user_attrs["automl:ensemble"]

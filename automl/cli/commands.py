@@ -374,8 +374,11 @@ def _show_goals(spec: StudySpec, study: Any, rows: list[dict[str, Any]], best: d
                           "constraint or search other spaces")
     elif spec.constraints:
         feasible = sum(1 for r in rows if r.get("feasible"))
+        rejected = sum(1 for r in rows if r.get("rejected"))
+        skipped = (f"; {rejected} rejected before training (measured untrained, they clearly miss one)"
+                   if rejected else "")
         console.print(f"constraints {', '.join(spec.constraints)}: {feasible} of "
-                      f"{sum(r['state'] == 'COMPLETE' for r in rows)} complete trials meet them; trial "
+                      f"{sum(r['state'] == 'COMPLETE' for r in rows)} complete trials meet them{skipped}; trial "
                       f"{best['number']} is the best of those")
     if spec.multi_objective:
         front = [r for r in rows if r.get("front")]

@@ -131,7 +131,9 @@ def _misses(violations: dict[str, float]) -> str:
 
 def _note(r: dict[str, Any]) -> str:
     parts = []
-    if r.get("feasible") is False:
+    if r.get("rejected"):
+        parts.append(str(r["rejected"]))
+    elif r.get("feasible") is False:
         parts.append(_misses(r.get("violations") or {}))
     if r.get("retry_of") is not None:
         parts.append(f"retry of {r['retry_of']}")
@@ -261,12 +263,14 @@ def rows_csv(rows: list[dict[str, Any]], metric: str | None = None) -> str:
     writer = csv.writer(buf)
     figs = figure_names(rows)
     writer.writerow(["rank", "number", "state", "value", "test_value", "duration_s", "epochs_run", "retry_of", "cut",
-                     "error", "front", "feasible", "violations", "values"] + figs + [f"val_{m}" for m in names] + keys)
+                     "error", "front", "feasible", "violations", "rejected", "values"]
+                    + figs + [f"val_{m}" for m in names] + keys)
     for r in rows:
         ms, deploy = r.get("metrics") or {}, r.get("deploy") or {}
         writer.writerow([r["rank"], r["number"], r["state"], r["value"], r["test_value"], r["duration_s"],
                          r.get("epochs"), r.get("retry_of"), r.get("cut"), r["error"], r.get("front"),
                          r.get("feasible"), json.dumps(r["violations"]) if r.get("violations") else None,
+                         r.get("rejected"),
                          ";".join(map(str, r["values"])) if r.get("values") else None]
                         + [deploy.get(f) for f in figs] + [ms.get(m) for m in names]
                         + [r["params"].get(k) for k in keys])

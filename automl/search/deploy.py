@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from automl.study.spec import FIGURES, LATENCY_SECONDS, parse_constraint
-from automl.training import batch_outputs, split_outputs
+from automl.training import batch_outputs, save_model, split_outputs
 from automl.types import DataBundle, Split, StreamSplit
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -205,15 +205,77 @@ def measure(model: Any, data: DataBundle, path: Path | None, device: str | torch
     dev = torch.device(device)
     if isinstance(model, nn.Module):
         model.to(dev)
+    figures = static_figures(model, path)
+    figures.update(_time_model(model, data, dev, threads, batch, seconds))
+    return figures
+
+
+def static_figures(model: Any, path: Path | None) -> dict[str, Any]:
+    """``params``, ``size_bytes`` and ``size_mb`` of a model stored at ``path``."""
     size = stored_size(path)
-    figures: dict[str, Any] = {"params": count_params(model), "size_bytes": size,
-                               "size_mb": round(size / 1e6, 6) if size is not None else None}
+    return {"params": count_params(model), "size_bytes": size,
+            "size_mb": round(size / 1e6, 6) if size is not None else None}
+
+
+def _time_model(model: Any, data: DataBundle, dev: torch.device, threads: int, batch: int,
+                seconds: float | None) -> dict[str, Any]:
     if len(data.val) == 0:
         raise ValueError("the validation split is empty: no rows to time")
     many = sample_split(data.val, min(batch, len(data.val)))
-    figures.update(time_calls(_predictor(model, sample_split(data.val, 1), data, dev),
-                              _predictor(model, many, data, dev), len(many), dev, threads, seconds))
-    return figures
+    return time_calls(_predictor(model, sample_split(data.val, 1), data, dev),
+                      _predictor(model, many, data, dev), len(many), dev, threads, seconds)
+
+
+#: The figures training does not change, each with how far an untrained model's figure must
+#: miss a constraint for its configuration to be rejected before training (a share of the
+#: bound): the parameters and the stored size of a torch module depend on its shapes only
+#: (exact); a timed figure (the fastest block's median) depends on its operations, not on
+#: its weights' values, but is measured briefly before training and for ``--latency-seconds``
+#: after, so it must miss by more than ``TIMED_MARGIN``. ``latency_p95_ms`` is left out: a
+#: tail figure of a brief measurement is mostly the machine's noise.
+TIMED_MARGIN = 0.25
+BEFORE_TRAINING = {"params": 0.0, "size_bytes": 0.0, "size_mb": 0.0,
+                   "latency_ms": TIMED_MARGIN, "latency_cpu_ms": TIMED_MARGIN, "throughput": TIMED_MARGIN}
+
+
+def checkable_before_training(constraints: list[str]) -> bool:
+    """Whether any constraint names a figure :func:`untrained_misses` can check."""
+    return any(parse_constraint(c)[0] in BEFORE_TRAINING for c in constraints)
+
+
+def untrained_misses(model: Any, data: DataBundle, constraints: list[str], device: str | torch.device = "cpu",
+                     threads: int = 1) -> tuple[dict[str, Any], dict[str, float]]:
+    """The figures of an untrained torch ``model`` that the constraints name (timed briefly,
+    only when one names a timed figure; the size from the file :func:`automl.training.save_model`
+    writes, in a temporary folder) and the constraints it misses by more than its figure's margin
+    (:data:`BEFORE_TRAINING`): constraint -> violation. Only figures training does not change
+    are checked; a model that is not a torch module is not (a fitted library model's size and
+    speed depend on what it learnt)."""
+    import tempfile
+
+    from automl.study.artifacts import model_path
+
+    names = {parse_constraint(c)[0] for c in constraints} & set(BEFORE_TRAINING)
+    if not names or not isinstance(model, nn.Module):
+        return {}, {}
+    dev = torch.device(device)
+    model.to(dev)
+    with tempfile.TemporaryDirectory(prefix="automl-untrained-") as tmp:
+        path = None
+        if names & {"size_bytes", "size_mb"}:
+            path = model_path(Path(tmp), model)
+            save_model(model, path)
+        figures = static_figures(model, path)
+    if names & {"latency_ms", "latency_cpu_ms", "throughput"}:
+        figures.update(_time_model(model, data, dev, threads, BATCH, None))
+    misses = {}
+    for text in constraints:
+        name, _, bound = parse_constraint(text)
+        if name in names and figures.get(name) is not None:
+            gap = violations([text], figures, {})[text]
+            if gap > BEFORE_TRAINING[name] * abs(bound):
+                misses[text] = gap
+    return figures, misses
 
 
 def violations(constraints: list[str], figures: Mapping[str, Any],
@@ -242,8 +304,8 @@ def ensemble_figures(session: Session, record: dict[str, Any], weights: Mapping[
     runs every member on its own prepared rows and averages the outputs with the weights, as
     ``automl predict`` does. ``params`` and ``size`` are the members' sums. With constraints,
     also ``violations`` and ``feasible``; returns whether the ensemble may be kept (it meets
-    every constraint; a constraint on a metric other than the study's cannot be checked on an
-    ensemble and counts as not met)."""
+    every constraint: a metric's from the record's ``metrics``, the plugin's metrics on the
+    ensemble's combined validation predictions; one it lacks counts as not met)."""
     from automl.study.artifacts import saved_model
     from automl.training import build_model, load_model
 
@@ -276,10 +338,41 @@ def ensemble_figures(session: Session, record: dict[str, Any], weights: Mapping[
     record["deploy"] = figures
     if not spec.constraints:
         return True
-    gaps = violations(spec.constraints, figures, {session.metric.name: record.get("val_value")})
+    gaps = violations(spec.constraints, figures, {**(record.get("metrics") or {}),
+                                                  session.metric.name: record.get("val_value")})
     record["violations"] = {k: v for k, v in gaps.items() if v > 0}
     record["feasible"] = not record["violations"]
     return record["feasible"]
+
+
+#: How an ensemble's figure follows from its members' (each timed call runs every member once,
+#: whatever its weight): a sum, or for a rate the inverse of the summed inverses.
+_SUMMED = ("params", "size_bytes", "size_mb", "latency_ms", "latency_p95_ms", "latency_cpu_ms")
+
+
+def ensemble_admits(constraints: list[str], figures: Mapping[int, Mapping[str, Any]]
+                    ) -> Callable[[frozenset[int]], bool] | None:
+    """For ensemble selection under ``--constraint`` on deployment figures: whether a set of
+    trials (numbers), served together, meets every such constraint by their summed figures
+    (``figures``: each trial's ``deploy``; throughput combines as rows per second of the
+    members one after the other). A member without the figure is not admitted. ``None`` when
+    no constraint names a figure. The estimate leaves out the averaging of the outputs, which
+    the ensemble's own measurement (:func:`ensemble_figures`) then includes."""
+    checks = [(text, *parse_constraint(text)) for text in constraints]
+    checks = [c for c in checks if c[1] in FIGURES]
+    if not checks:
+        return None
+
+    def admits(members: frozenset[int]) -> bool:
+        combined: dict[str, Any] = {}
+        for _, name, _, _ in checks:
+            values = [figures.get(n, {}).get(name) for n in members]
+            if any(v is None or not math.isfinite(float(v)) or (name == "throughput" and v <= 0) for v in values):
+                return False
+            combined[name] = sum(values) if name in _SUMMED else 1.0 / sum(1.0 / float(v) for v in values)
+        return all(gap <= 0 for gap in violations([c[0] for c in checks], combined, {}).values())
+
+    return admits
 
 
 #: Where a study keeps the record of an ensemble dropped for missing a constraint.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,20 +45,25 @@ def _key(metric: Metric, task: str, y: np.ndarray, pred: np.ndarray) -> tuple[fl
 
 
 def select(candidates: dict[int, np.ndarray], y_val: np.ndarray, metric: Metric, task: str,
-           rounds: int = ROUNDS) -> Ensemble:
+           rounds: int = ROUNDS, admits: Callable[[frozenset[int]], bool] | None = None) -> Ensemble:
     """Greedy forward selection with replacement: each round adds the candidate that makes
     the running average of predictions score best on validation; the ensemble kept is the
     best one seen over the rounds (the first round is the single best candidate, so the
     ensemble never scores below it on validation). ``candidates``: trial number ->
-    validation predictions, best trials first (ties go to the earlier one)."""
+    validation predictions, best trials first (ties go to the earlier one). ``admits``: whether
+    a set of members may serve together (under ``--constraint``, their summed figures meet the
+    limits); a round only adds a candidate the set admits with it, and every candidate must be
+    admitted alone."""
     numbers = list(candidates)
     preds = [candidates[n].astype(np.float64) for n in numbers]
     total = np.zeros_like(preds[0])
     chosen: list[int] = []
     best: tuple[tuple[float, float], list[int]] | None = None
     for r in range(max(1, rounds)):
-        keys = [_key(metric, task, y_val, (total + p) / (r + 1)) for p in preds]
-        pick = max(range(len(preds)), key=lambda i: (keys[i], -i))
+        members = frozenset(numbers[i] for i in chosen)
+        allowed = [i for i in range(len(preds)) if i in chosen or admits is None or admits(members | {numbers[i]})]
+        keys = {i: _key(metric, task, y_val, (total + preds[i]) / (r + 1)) for i in allowed}
+        pick = max(allowed, key=lambda i: (keys[i], -i))
         total += preds[pick]
         chosen.append(pick)
         if best is None or keys[pick] > best[0]:

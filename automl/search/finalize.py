@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from automl.backends.devices import main_device
 from automl.search.ensembles import combine, select
+from automl.search.objective import plugin_metrics
 from automl.search.refit import refit_trials, test_outputs
 from automl.study.artifacts import load_predictions, load_targets, refit_model, saved_model
 from automl.study.store import BEST_KEY, ENSEMBLE_KEY, TEST_KEY
@@ -132,23 +133,31 @@ def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.tr
                    size: int | None = None) -> dict[str, Any] | None:
     """Greedy ensemble selection over the best ``size`` trials (``--ensemble``, 0: none) that
     stored numeric predictions, on validation only; then the ensemble's test score, from the
-    members' stored test predictions. Stored as ``automl:ensemble`` and ``ensemble/``."""
+    members' stored test predictions. Under ``--constraint`` on deployment figures the members
+    are chosen so that their summed figures meet it (:func:`automl.search.deploy.ensemble_admits`),
+    and the ensemble is then measured and kept only if it does. Stored as ``automl:ensemble`` and
+    ``ensemble/``."""
     size = session.spec.ensemble if size is None else size
     targets = load_targets(session.ref.dir)
     if not size or targets is None or not averageable(session.bundle):
         return None
     y_val, y_test = targets
+    from automl.search.deploy import ensemble_admits  # measured like any model; it must meet --constraint
+
+    admits = ensemble_admits(session.spec.constraints, {t.number: (t.user_attrs.get("run") or {}).get("deploy") or {}
+                                                        for t in ranked})
     candidates: dict[int, Any] = {}
     tests: dict[int, Any] = {}
     for t in ranked:
         preds = load_predictions(session.ref.trial_dir(t.number))
-        if preds is not None and saved_model(session.ref.trial_dir(t.number)) is not None:
+        if preds is not None and saved_model(session.ref.trial_dir(t.number)) is not None \
+                and (admits is None or admits(frozenset({t.number}))):
             candidates[t.number], tests[t.number] = preds
         if len(candidates) >= size:
             break
     if len(candidates) < 2:
         return None
-    chosen = select(candidates, y_val, session.metric, session.bundle.info.task)
+    chosen = select(candidates, y_val, session.metric, session.bundle.info.task, admits=admits)
     trial_test_value = score(session.metric, y_test, combine(tests, chosen.weights))
     by_number = {t.number: t for t in ranked}
     order = sorted(chosen.weights, key=lambda n: -chosen.weights[n])  # heaviest first: under a budget they matter most
@@ -158,13 +167,15 @@ def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.tr
     test_value = score(session.metric, y_test, combine(handed, chosen.weights))
     record = {"members": {str(n): round(w, 6) for n, w in chosen.weights.items()}, "val_value": chosen.val_value,
               "val_loss": chosen.val_loss, "test_value": test_value, "candidates": list(candidates),
-              "metric": session.metric.name, "direction": session.metric.direction}
+              "metric": session.metric.name, "direction": session.metric.direction,
+              "metrics": plugin_metrics(session.resolved.plugin.metrics, session.bundle.info, y_val,
+                                        combine(candidates, chosen.weights), {session.metric.name: chosen.val_value})}
     if refit_tests:
         record["refit"] = sorted(refit_tests)
         record["trial_test_value"] = trial_test_value
     if skipped:
         record["refit_skipped"] = {str(n): why for n, why in skipped.items()}
-    from automl.search.deploy import keep_ensemble  # measured like any model; it must meet --constraint
+    from automl.search.deploy import keep_ensemble
 
     if not keep_ensemble(session, study, record, chosen.weights):
         return None

@@ -18,16 +18,17 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from optuna.trial import TrialState
 
 from automl.backends.base import Job, StopRequested, error_reason
 from automl.errors import TrialFailed, UserError
 from automl.plugins import Registry, listener_names, load_registry
-from automl.search.deploy import measure, violations
+from automl.search.deploy import checkable_before_training, measure, untrained_misses, violations
 from automl.study.artifacts import model_path, save_predictions, save_targets
 from automl.study.datasets import load_data
 from automl.study.resolve import check_task_fit, resolve
 from automl.study.sampling import sample_config
-from automl.study.spec import FIGURES, PRUNERS, SAMPLERS, StudySpec, trial_seed
+from automl.study.spec import FIGURES, PRUNERS, SAMPLERS, StudySpec, parse_constraint, trial_seed
 from automl.study.store import quiet_optuna
 from automl.training import CheckError, build_model, check_space, evaluate, fit, save_model, validation_loss
 from automl.types import DataBundle, EpochEvent, Metric, SearchSpace, TrialEvent
@@ -90,7 +91,7 @@ class Objective:
         return make_sampler(self.spec.sampler, seed, parallel=self.spec.workers > 1)
 
     def pruner(self) -> optuna.pruners.BasePruner:
-        return make_pruner(self.spec.pruner, self.fixed_epochs)
+        return make_pruner(self.spec.pruner, self.fixed_epochs, constrained=bool(self.spec.constraints))
 
     def sample(self, trial: optuna.Trial, fix_epochs: bool = True) -> dict[str, Any]:
         """Suggest every parameter of a trial and return its config ``{"space", "model",
@@ -218,7 +219,7 @@ class Objective:
             self.registry.call("on_trial_start", self.spec.loggers, event=self._event(trial, config=config))
             value = self._train(trial, space, config, on_epoch, should_stop)
         except optuna.TrialPruned as exc:
-            if str(exc).startswith("too slow"):
+            if str(exc).startswith(("too slow", "rejected before training")):
                 trial.set_user_attr("pruned", str(exc))
             self._end(trial, config, "PRUNED", None, start, None)
             raise
@@ -301,6 +302,7 @@ class Objective:
             if probe is not None:
                 probe.batch_done()
 
+        self._reject_before_training(trial, space, config, data, seed)
         train_cfg = dict(config["train"])
         run: dict[str, Any] = {}
         for attempt in (0, 1):
@@ -349,6 +351,42 @@ class Objective:
             values.append(float(v))
         return values
 
+    def _reject_before_training(self, trial: optuna.Trial, space: SearchSpace, config: dict[str, Any],
+                                data: DataBundle, seed: int) -> None:
+        """Under ``--constraint``, once the study has a complete trial that meets every
+        constraint: measure the untrained model's figures that training does not change
+        (:func:`automl.search.deploy.untrained_misses`) and, when it clearly misses a
+        constraint on one, prune the trial before it trains, with those violations set as its
+        constraints (the sampler ranks it with the infeasible trials) and the figures and why
+        in its ``run``. Such a trial could never be selected (feasible trials rank first) nor
+        help an ensemble (which must meet the constraints, and whose size, parameters and
+        latency are at least any member's), so its training would be wasted. While no trial
+        meets the constraints every configuration trains, so that the search can still hand
+        back the one that misses them least. A model that cannot be measured untrained (lazy
+        modules, say) trains and is measured after, as any."""
+        if not self.spec.constraints or not checkable_before_training(self.spec.constraints):
+            return
+        if not any(t.constraints and all(v <= 0 for v in t.constraints.values())
+                   for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))):
+            return
+        seed_everything(seed)
+        model = build_model(space, config["model"], data.info)
+        try:
+            figures, misses = untrained_misses(model, data, self.spec.constraints, self.spec.latency_device,
+                                               self.spec.latency_threads)
+        except Exception:  # noqa: BLE001 - it trains and its trained model is measured, as any
+            return
+        finally:
+            del model
+        if not misses:
+            return
+        for key, gap in misses.items():
+            trial.set_constraint(key, gap)
+        why = "rejected before training: " + ", ".join(
+            f"{parse_constraint(k)[0]} {figures[parse_constraint(k)[0]]:g} misses {k}" for k in misses)
+        trial.set_user_attr("run", {"deploy": {**figures, "untrained": True}, "rejected": why})
+        raise optuna.TrialPruned(why)
+
     def _deploy(self, model: Any, data: DataBundle, path: Path) -> dict[str, Any]:
         """The trained model's deployment figures (:func:`automl.search.deploy.measure`), on
         ``--latency-device`` with ``--latency-threads``, timed for ``--latency-seconds`` when
@@ -385,16 +423,24 @@ class Objective:
             registered = self.registry.get(self.spec.plugin).metrics
         except UserError:  # the study's plugin is not in this registry (a bare test objective)
             registered = {}
-        out: dict[str, float | None] = {self.metric.name: round(float(value), 6)}
-        for name, m in registered.items():
-            if name in out or data.info.task not in m.tasks or (m.applies is not None and not m.applies(data.info)):
-                continue
-            try:
-                v = float(m.fn(y_val, p_val))
-                out[name] = round(v, 6) if math.isfinite(v) else None
-            except Exception:  # noqa: BLE001 - a metric that does not fit these outputs is recorded as none
-                out[name] = None
-        return out
+        return plugin_metrics(registered, data.info, y_val, p_val, {self.metric.name: value})
+
+
+def plugin_metrics(registered: dict[str, Metric], info: Any, y_val: Any, p_val: Any,
+                   known: dict[str, float]) -> dict[str, float | None]:
+    """``known`` (the study's metric, as the trial or ensemble scored it) and every metric in
+    ``registered`` (a plugin's) that fits the task of ``info``, on validation outputs ``p_val``;
+    one that cannot score these outputs is ``None``. Values are rounded to 6 decimals."""
+    out: dict[str, float | None] = {k: round(float(v), 6) for k, v in known.items()}
+    for name, m in registered.items():
+        if name in out or info.task not in m.tasks or (m.applies is not None and not m.applies(info)):
+            continue
+        try:
+            v = float(m.fn(y_val, p_val))
+            out[name] = round(v, 6) if math.isfinite(v) else None
+        except Exception:  # noqa: BLE001 - a metric that does not fit these outputs is recorded as none
+            out[name] = None
+    return out
 
 
 class _SpeedProbe:
@@ -451,10 +497,55 @@ def make_sampler(name: str, seed: int | None, parallel: bool = False) -> optuna.
     raise UserError(f"unknown sampler {name!r}; choices: {', '.join(SAMPLERS)}")
 
 
-def make_pruner(name: str, max_epochs: int | None = None) -> optuna.pruners.BasePruner:
+def make_pruner(name: str, max_epochs: int | None = None, constrained: bool = False) -> optuna.pruners.BasePruner:
     """The pruner ``--pruner`` names, with epochs as the resource. ``max_epochs``: the epochs
     every trial may run (a time budget or ``--max-epochs`` fixes them), which Hyperband needs
-    to lay out its brackets; without it Hyperband infers it from the first trials."""
+    to lay out its brackets; without it Hyperband infers it from the first trials.
+    ``constrained`` (``--constraint``): it compares a trial with feasible trials only
+    (:class:`FeasiblePruner`)."""
+    pruner = _pruner(name, max_epochs)
+    return FeasiblePruner(pruner) if constrained and not isinstance(pruner, optuna.pruners.NopPruner) else pruner
+
+
+class FeasiblePruner(optuna.pruners.BasePruner):
+    """``inner`` (any Optuna pruner) deciding on a study in which the complete trials that
+    miss a constraint are left out. Such a trial can never be selected while a feasible one
+    exists, so its learning curve is no yardstick: a vision search under ``latency_ms<=0.1``
+    pruned most of its feasible MLPs for trailing the curves of CNNs three times over the
+    limit, and handed back a weaker model (docs/deployment.md).
+
+    Written by hand because Optuna's pruners do not read constraints. The filter sits in the
+    storage the pruner reads (:class:`_FeasibleTrials`), not in a study wrapper: Hyperband
+    builds its bracket studies from the storage itself. Until a trial meets the constraints
+    the pruner sees no complete trial and, like any pruner at the start of a study, prunes
+    nothing."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner) -> None:
+        self.inner = inner
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        view = optuna.Study(study_name=study.study_name, storage=_FeasibleTrials(study._storage),
+                            sampler=study.sampler, pruner=self.inner)
+        return self.inner.prune(view, trial)
+
+
+class _FeasibleTrials:
+    """A study storage whose trial lists leave out complete trials that miss a constraint
+    (:class:`FeasiblePruner`); everything else goes to ``storage``, writes included (the rungs
+    Successive Halving records on the trial it decides)."""
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = storage
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list[Any]:
+        return [t for t in self._storage.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+                if t.state != TrialState.COMPLETE or all(v <= 0 for v in t.constraints.values())]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+
+def _pruner(name: str, max_epochs: int | None) -> optuna.pruners.BasePruner:
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
     if name == "asha":

@@ -217,7 +217,7 @@ def create_study(session: Session) -> optuna.Study:
     quiet_optuna()
     spec = session.spec
     study = create(session.ref, spec.to_json(), spec.directions if spec.multi_objective else spec.direction,
-                   make_sampler(spec.sampler, spec.seed), make_pruner(spec.pruner))
+                   make_sampler(spec.sampler, spec.seed), make_pruner(spec.pruner, constrained=bool(spec.constraints)))
     try:
         starts = start_params({s.name: s for s in session.resolved.spaces}, session.bundle.info)
         for params in starts[:spec.trials]:

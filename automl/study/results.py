@@ -81,7 +81,9 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
     their last reported value), running, waiting and failed ones. ``rank`` is given to
     complete trials only. ``value`` is the study metric's (in a multi-objective study too;
     ``values`` has every objective's), ``deploy`` the trial's deployment figures; with
-    constraints ``feasible`` and ``violations`` (the constraints it misses, by how much); in
+    constraints ``feasible`` and ``violations`` (the constraints it misses, by how much), also
+    for a pruned trial ``rejected`` before training (why: it clearly missed a constraint
+    measured untrained, :meth:`automl.search.objective.Objective._reject_before_training`); in
     a multi-objective study ``front`` (on the Pareto front)."""
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     multi = is_multi(study)
@@ -110,6 +112,8 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
             rank_no += 1
         duration = t.duration.total_seconds() if t.duration is not None else None
         complete = t.state == TrialState.COMPLETE
+        run = t.user_attrs.get("run") or {}
+        rejected = t.state == TrialState.PRUNED and bool(run.get("rejected"))  # measured untrained, not trained
         rows.append({
             "rank": rank_no if complete else None,
             "number": t.number,
@@ -117,8 +121,9 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
             "value": value_of(t),
             "values": list(t.values) if multi and t.values else None,
             "front": (t.number in on_front) if multi and complete else None,
-            "feasible": (not violations(t)) if constrained and complete else None,
-            "violations": violations(t) if constrained and complete else None,
+            "feasible": (not violations(t)) if constrained and (complete or rejected) else None,
+            "violations": violations(t) if constrained and (complete or rejected) else None,
+            "rejected": run.get("rejected"),
             "deploy": dict((t.user_attrs.get("run") or {}).get("deploy") or {}),
             "test_value": tests.get(str(t.number)),
             "duration_s": round(duration, 3) if duration is not None else None,
