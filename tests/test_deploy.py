@@ -77,6 +77,35 @@ def test_a_timed_call_is_what_a_deployed_model_runs_per_request(tmp_path):
     assert timed == pytest.approx(split_outputs(model, rows, data.info, torch.device("cpu"))[1], abs=1e-6)
 
 
+def test_an_untrained_model_is_rejected_on_a_full_measurement_only(tmp_path):
+    # Before training a model is timed briefly; a miss on a timed figure is confirmed by a
+    # measurement as long as the search's own before the configuration is rejected (a brief
+    # one on a loaded machine can read twice too slow), and a model that fits itself is not
+    # judged untrained (its size and speed depend on what it learns).
+    from automl.search.deploy import untrained_misses
+
+    class Sleepy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Linear(64, 2)
+
+        def forward(self, x):
+            import time
+            time.sleep(0.001)
+            return self.inner(x)
+
+    class FitsItself(nn.Linear):
+        def fit(self, data):
+            return self
+
+    figures, misses = untrained_misses(Sleepy(), _bundle(), ["latency_ms<=0.1", "params<=1000"], seconds=0.3)
+    assert set(misses) == {"latency_ms<=0.1"} and misses["latency_ms<=0.1"] > 0.9
+    assert figures["latency_seconds"] >= 0.3 and figures["params"] == 130
+    figures, misses = untrained_misses(nn.Linear(64, 2), _bundle(), ["latency_ms<=50"], seconds=0.3)
+    assert misses == {} and figures["latency_seconds"] < 0.3, figures
+    assert untrained_misses(FitsItself(64, 2), _bundle(), ["params<=1"], seconds=0.3) == ({}, {})
+
+
 def test_latency_is_the_quiet_speed_when_interference_covers_part_of_the_measurement():
     """Another process (or another virtual machine on the same host) can slow every call for
     a few hundred milliseconds; the same model then measured 2x apart from one measurement to
@@ -156,6 +185,15 @@ def test_constraint_marks_infeasible_trials_and_selects_a_feasible_one(cli, stud
     assert not keep_ensemble(session, study, {"members": one, "val_value": 1.0, "metrics": {"r2": 0.5}}, one)
     assert keep_ensemble(session, study, {"members": one, "val_value": 1.0, "metrics": {"r2": 0.7}}, one)
     assert study.user_attrs.get(DROPPED_KEY) is None
+    # Built again under a limit that leaves fewer than two candidates: no ensemble, and no
+    # earlier one left standing.
+    from automl.search.finalize import build_ensemble, rank_trials
+
+    study.set_user_attr("automl:ensemble", {"members": one, "val_value": 1.0})
+    session.spec.constraints = [f"params<{min(params.values())}"]
+    ranked = rank_trials(study, study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    assert build_ensemble(session, study, ranked, 4) is None
+    assert study.user_attrs.get("automl:ensemble") is None and study.user_attrs.get(DROPPED_KEY) is None
     table = cli("leaderboard", "c", "--columns", "params,latency_ms,hidden")
     header = next(line.split() for line in table.out.splitlines() if line.split()[:3] == ["rank", "trial", "state"])
     assert header[3] == "feasible" and "params" in header and "latency_ms" in header
@@ -207,6 +245,16 @@ def test_a_configuration_that_clearly_misses_a_constraint_is_not_trained_once_on
     table = cli("leaderboard", "r", "--columns", "params,hidden").out.splitlines()
     line = next(x for x in table if x.split()[1:3] == [str(rejected[0]), "PRUNED"])
     assert line.split()[3] == "NO" and "rejected before training" in line
+
+    # A retry continues what its dead trial started (its curve, its checkpoint): it trains,
+    # even when its configuration clearly misses the constraint.
+    from automl.study.store import requeue
+
+    dead = next(t for t in trials if t.state == done and t.constraints["params<=40"] > 0)
+    requeue(study, dead, 1)
+    assert cli("resume", "r", "--trials", 1, "--workers", 1).code == 0
+    retry = next(t for t in study.get_trials() if t.user_attrs.get("retry_of") == dead.number)
+    assert retry.state == done and "rejected" not in retry.user_attrs["run"], retry.user_attrs
 
     # While no trial meets the constraint, every configuration trains: the search can then
     # hand back the one that misses it least.

@@ -155,7 +155,12 @@ def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.tr
             candidates[t.number], tests[t.number] = preds
         if len(candidates) >= size:
             break
-    if len(candidates) < 2:
+    if len(candidates) < 2:  # none now: an earlier one (a resumed study, a rebuild) is not the study's any more
+        from automl.search.deploy import DROPPED_KEY
+
+        for key in (ENSEMBLE_KEY, DROPPED_KEY):
+            if study.user_attrs.get(key) is not None:
+                study.set_user_attr(key, None)
         return None
     chosen = select(candidates, y_val, session.metric, session.bundle.info.task, admits=admits)
     trial_test_value = score(session.metric, y_test, combine(tests, chosen.weights))

@@ -357,15 +357,18 @@ class Objective:
         constraint: measure the untrained model's figures that training does not change
         (:func:`automl.search.deploy.untrained_misses`) and, when it clearly misses a
         constraint on one, prune the trial before it trains, with those violations set as its
-        constraints (the sampler ranks it with the infeasible trials) and the figures and why
+        constraints (TPE, the default sampler, ranks it with the infeasible trials; samplers that
+        read complete trials only, NSGA-II or GP, do not learn from it) and the figures and why
         in its ``run``. Such a trial could never be selected (feasible trials rank first) nor
         help an ensemble (which must meet the constraints, and whose size, parameters and
         latency are at least any member's), so its training would be wasted. While no trial
         meets the constraints every configuration trains, so that the search can still hand
         back the one that misses them least. A model that cannot be measured untrained (lazy
-        modules, say) trains and is measured after, as any."""
-        if not self.spec.constraints or not checkable_before_training(self.spec.constraints):
-            return
+        modules, say) trains and is measured after, as any; so does a retry (``retry_of``, or a
+        Ray trial run again), which continues from its dead run's checkpoint and curve."""
+        if not self.spec.constraints or not checkable_before_training(self.spec.constraints) \
+                or trial.user_attrs.get("retry_of") is not None or trial._cached_frozen_trial.intermediate_values:
+            return  # a retry continues what its dead trial started: its curve, its checkpoint
         if not any(t.constraints and all(v <= 0 for v in t.constraints.values())
                    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))):
             return
@@ -373,7 +376,7 @@ class Objective:
         model = build_model(space, config["model"], data.info)
         try:
             figures, misses = untrained_misses(model, data, self.spec.constraints, self.spec.latency_device,
-                                               self.spec.latency_threads)
+                                               self.spec.latency_threads, self.spec.latency_seconds)
         except Exception:  # noqa: BLE001 - it trains and its trained model is measured, as any
             return
         finally:
@@ -516,17 +519,22 @@ class FeasiblePruner(optuna.pruners.BasePruner):
 
     Written by hand because Optuna's pruners do not read constraints. The filter sits in the
     storage the pruner reads (:class:`_FeasibleTrials`), not in a study wrapper: Hyperband
-    builds its bracket studies from the storage itself. Until a trial meets the constraints
-    the pruner sees no complete trial and, like any pruner at the start of a study, prunes
-    nothing."""
+    builds its bracket studies from the storage itself. Only complete trials are judged
+    (running ones have no constraints yet): until one meets the constraints the median
+    pruner has no complete trial to compare with and prunes nothing, while Successive
+    Halving and Hyperband still compare trials at their rungs, as at the start of any study.
+    The Ray backend's pruning is Tune's scheduler, which this does not reach."""
 
     def __init__(self, inner: optuna.pruners.BasePruner) -> None:
         self.inner = inner
+        self._views: dict[tuple[str, int], optuna.Study] = {}
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        view = optuna.Study(study_name=study.study_name, storage=_FeasibleTrials(study._storage),
-                            sampler=study.sampler, pruner=self.inner)
-        return self.inner.prune(view, trial)
+        key = (study.study_name, id(study._storage))
+        if key not in self._views:  # one per study: building it reads the storage
+            self._views = {key: optuna.Study(study_name=study.study_name, storage=_FeasibleTrials(study._storage),
+                                             sampler=study.sampler, pruner=self.inner)}
+        return self.inner.prune(self._views[key], trial)
 
 
 class _FeasibleTrials:

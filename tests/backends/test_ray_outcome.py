@@ -9,6 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+pytest.importorskip("ray", reason="the ray extra is not installed")
 from automl.backends.ray_trial import classify, outcome
 
 
