@@ -145,7 +145,8 @@ HELP = {
                  "throughput); repeat for a multi-objective search with a Pareto front (the first is the primary; "
                  "pruning is off). See docs/deployment.md.",
     "constraint": "Keep only trials that meet NAME<=NUMBER (or <, >=, >) for selection, e.g. \"latency_ms<=2\", "
-                  "\"size_mb<=5\", \"params<=1e6\" or a metric; repeatable.",
+                  "\"size_mb<=5\", \"params<=1e6\" or a metric; repeatable. Once a trial meets them, models that "
+                  "clearly miss a limit on size, parameters or speed are measured untrained and not trained.",
     "latency_device": "Where each trained model's latency is measured: cpu or cuda.",
     "latency_threads": "Torch threads while latency is measured (recorded with it).",
     "latency_seconds": "How long each model's latency is timed when a figure is an objective or constraint "
