@@ -308,14 +308,11 @@ def violations(constraints: list[str], figures: Mapping[str, Any],
     return out
 
 
-def ensemble_figures(session: Session, record: dict[str, Any], weights: Mapping[int, float]) -> bool:
-    """Measure an ensemble's combined prediction like any model's and add the figures to its
-    record (``deploy``): the members are loaded from their trials' folders and each timed call
-    runs every member on its own prepared rows and averages the outputs with the weights, as
-    ``automl predict`` does. ``params`` and ``size`` are the members' sums. With constraints,
-    also ``violations`` and ``feasible``; returns whether the ensemble may be kept (it meets
-    every constraint: a metric's from the record's ``metrics``, the plugin's metrics on the
-    ensemble's combined validation predictions; one it lacks counts as not met)."""
+def measure_ensemble(session: Session, weights: Mapping[int, float]) -> dict[str, Any]:
+    """The deployment figures of the ensemble of trials ``weights`` (number -> weight): the
+    members are loaded from their trials' folders and each timed call runs every member on
+    its own prepared rows and averages the outputs with the weights, as ``automl predict``
+    does. ``params`` and ``size`` are the members' sums. One that cannot be timed has ``error``."""
     from automl.study.artifacts import saved_model
     from automl.training import build_model, load_model
 
@@ -345,6 +342,19 @@ def ensemble_figures(session: Session, record: dict[str, Any], weights: Mapping[
                        size_bytes=size, size_mb=round(size / 1e6, 6) if size is not None else None)
     except Exception as exc:  # noqa: BLE001 - an ensemble that cannot be timed is recorded as such
         figures = {"error": f"{type(exc).__name__}: {exc}"}
+    return figures
+
+
+def ensemble_figures(session: Session, record: dict[str, Any], weights: Mapping[int, float],
+                     figures: dict[str, Any] | None = None) -> bool:
+    """Add an ensemble's figures (``figures``, or :func:`measure_ensemble`'s) to its record
+    (``deploy``); with constraints, also ``violations`` and ``feasible``. Returns whether the
+    ensemble may be kept: it meets every constraint (a metric's from the record's ``metrics``,
+    the plugin's metrics on the ensemble's combined validation predictions; one it lacks
+    counts as not met)."""
+    spec = session.spec
+    if figures is None:
+        figures = measure_ensemble(session, weights)
     record["deploy"] = figures
     if not spec.constraints:
         return True
@@ -358,44 +368,78 @@ def ensemble_figures(session: Session, record: dict[str, Any], weights: Mapping[
 #: How an ensemble's figure follows from its members' (each timed call runs every member once,
 #: whatever its weight): a sum, or for a rate the inverse of the summed inverses.
 _SUMMED = ("params", "size_bytes", "size_mb", "latency_ms", "latency_p95_ms", "latency_cpu_ms")
+#: The timed figures, whose estimate :func:`ensemble_admits` scales (``scale``).
+_TIMED = ("latency_ms", "latency_p95_ms", "latency_cpu_ms", "throughput")
 
 
-def ensemble_admits(constraints: list[str], figures: Mapping[int, Mapping[str, Any]]
+def ensemble_estimate(names: list[str], figures: Mapping[int, Mapping[str, Any]], members: frozenset[int],
+                      scale: float = 1.0) -> dict[str, float] | None:
+    """The figures ``names`` of trials ``members`` served together, from each trial's
+    (``figures``: number -> ``deploy``): sums, throughput as rows per second of the members
+    one after the other; a timed figure's estimate made ``scale`` times slower. ``None`` when
+    a member lacks one."""
+    out: dict[str, float] = {}
+    for name in names:
+        values = [figures.get(n, {}).get(name) for n in members]
+        if any(v is None or not math.isfinite(float(v)) or (name == "throughput" and v <= 0) for v in values):
+            return None
+        value = sum(float(v) for v in values) if name in _SUMMED else 1.0 / sum(1.0 / float(v) for v in values)
+        if name in _TIMED:
+            value = value / scale if name == "throughput" else value * scale
+        out[name] = value
+    return out
+
+
+def ensemble_admits(constraints: list[str], figures: Mapping[int, Mapping[str, Any]], scale: float = 1.0
                     ) -> Callable[[frozenset[int]], bool] | None:
     """For ensemble selection under ``--constraint`` on deployment figures: whether a set of
-    trials (numbers), served together, meets every such constraint by their summed figures
-    (``figures``: each trial's ``deploy``; throughput combines as rows per second of the
-    members one after the other). A member without the figure is not admitted. ``None`` when
-    no constraint names a figure. The estimate leaves out the averaging of the outputs, which
-    the ensemble's own measurement (:func:`ensemble_figures`) then includes."""
-    checks = [(text, *parse_constraint(text)) for text in constraints]
-    checks = [c for c in checks if c[1] in FIGURES]
+    trials (numbers), served together, meets every such constraint by
+    :func:`ensemble_estimate` (``scale``: how much slower than the members' sum the ensemble
+    is taken to be). A member without the figure is not admitted. ``None`` when no constraint
+    names a figure. The ensemble's own measurement then decides (:func:`ensemble_overshoot`)."""
+    checks = [c for c in constraints if parse_constraint(c)[0] in FIGURES]
     if not checks:
         return None
+    names = sorted({parse_constraint(c)[0] for c in checks})
 
     def admits(members: frozenset[int]) -> bool:
-        combined: dict[str, Any] = {}
-        for _, name, _, _ in checks:
-            values = [figures.get(n, {}).get(name) for n in members]
-            if any(v is None or not math.isfinite(float(v)) or (name == "throughput" and v <= 0) for v in values):
-                return False
-            combined[name] = sum(values) if name in _SUMMED else 1.0 / sum(1.0 / float(v) for v in values)
-        return all(gap <= 0 for gap in violations([c[0] for c in checks], combined, {}).values())
+        combined = ensemble_estimate(names, figures, members, scale)
+        return combined is not None and all(gap <= 0 for gap in violations(checks, combined, {}).values())
 
     return admits
+
+
+def ensemble_overshoot(constraints: list[str], measured: Mapping[str, Any], estimate: Mapping[str, float]
+                       ) -> float | None:
+    """How many times slower than its estimate a measured ensemble is on the timed figures
+    whose constraints it misses (the largest ratio), or ``None`` when it misses none of them:
+    the scale for selecting again (the averaging of outputs costs time too, and figures
+    measured apart vary)."""
+    worst = None
+    for text in constraints:
+        name = parse_constraint(text)[0]
+        if name not in _TIMED or not estimate.get(name) or measured.get(name) is None:
+            continue
+        if violations([text], measured, {})[text] > 0:
+            ratio = (estimate[name] / float(measured[name]) if name == "throughput"
+                     else float(measured[name]) / estimate[name])
+            worst = ratio if worst is None else max(worst, ratio)
+    return worst
 
 
 #: Where a study keeps the record of an ensemble dropped for missing a constraint.
 DROPPED_KEY = "automl:ensemble_dropped"
 
 
-def keep_ensemble(session: Session, study: Any, record: dict[str, Any], weights: Mapping[int, float]) -> bool:
-    """finalize's hook before it stores an ensemble: measure it (:func:`ensemble_figures`);
-    when it misses a constraint, store none (the selected trial is the study's model) and keep
-    its record under ``automl:ensemble_dropped`` for the CLI to say why."""
+def keep_ensemble(session: Session, study: Any, record: dict[str, Any], weights: Mapping[int, float],
+                  figures: dict[str, Any] | None = None) -> bool:
+    """finalize's hook before it stores an ensemble: its figures (``figures``, or measured:
+    :func:`ensemble_figures`); when it misses a constraint, store none (the selected trial is
+    the study's model) and keep its record under ``automl:ensemble_dropped`` for the CLI to say
+    why."""
     from automl.study.store import ENSEMBLE_KEY
 
-    if ensemble_figures(session, record, weights):
+    if ensemble_figures(session, record, weights, figures):
         if study.user_attrs.get(DROPPED_KEY):
             study.set_user_attr(DROPPED_KEY, None)
         return True

@@ -24,6 +24,7 @@ from automl.search.ensembles import combine, select
 from automl.search.objective import plugin_metrics
 from automl.search.refit import refit_trials, test_outputs
 from automl.study.artifacts import load_predictions, load_targets, refit_model, saved_model
+from automl.study.spec import FIGURES, parse_constraint
 from automl.study.store import BEST_KEY, ENSEMBLE_KEY, TEST_KEY
 from automl.training import build_model, evaluate, load_model, save_model, score
 from automl.types import StudyEvent
@@ -33,6 +34,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 #: Trials whose models are kept besides the selected one and the ensemble's members.
 KEEP_MODELS = 5
+#: Selections of an ensemble under constraints on figures: the first, and those after a
+#: measured ensemble missed a timed limit its members' summed figures met.
+ENSEMBLE_TRIES = 3
 
 
 def rank_trials(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
@@ -142,27 +146,39 @@ def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.tr
     if not size or targets is None or not averageable(session.bundle):
         return None
     y_val, y_test = targets
-    from automl.search.deploy import ensemble_admits  # measured like any model; it must meet --constraint
+    from automl.search.deploy import ensemble_admits, ensemble_estimate, ensemble_overshoot, measure_ensemble
 
-    admits = ensemble_admits(session.spec.constraints, {t.number: (t.user_attrs.get("run") or {}).get("deploy") or {}
-                                                        for t in ranked})
-    candidates: dict[int, Any] = {}
-    tests: dict[int, Any] = {}
-    for t in ranked:
-        preds = load_predictions(session.ref.trial_dir(t.number))
-        if preds is not None and saved_model(session.ref.trial_dir(t.number)) is not None \
-                and (admits is None or admits(frozenset({t.number}))):
-            candidates[t.number], tests[t.number] = preds
-        if len(candidates) >= size:
+    constraints = session.spec.constraints
+    figures = {t.number: (t.user_attrs.get("run") or {}).get("deploy") or {} for t in ranked}
+    names = sorted({parse_constraint(c)[0] for c in constraints} & set(FIGURES))
+    # Under constraints on figures, members are chosen within the limits by their summed
+    # figures, then the ensemble is measured; when it misses a timed limit all the same, the
+    # selection runs again with the estimate scaled by the miss (which rules that set out).
+    scale, tries, measured, last = 1.0, 0, None, None
+    while True:
+        tries += 1
+        admits = ensemble_admits(constraints, figures, scale)
+        candidates, tests = _candidates(session, ranked, size, admits)
+        if len(candidates) < 2 and last is not None:  # the last one measured, which the search reports as not kept
+            admits, candidates, tests, chosen, measured = last
             break
-    if len(candidates) < 2:  # none now: an earlier one (a resumed study, a rebuild) is not the study's any more
-        from automl.search.deploy import DROPPED_KEY
+        if len(candidates) < 2:  # none now: an earlier one (a resumed study, a rebuild) is not the study's any more
+            from automl.search.deploy import DROPPED_KEY
 
-        for key in (ENSEMBLE_KEY, DROPPED_KEY):
-            if study.user_attrs.get(key) is not None:
-                study.set_user_attr(key, None)
-        return None
-    chosen = select(candidates, y_val, session.metric, session.bundle.info.task, admits=admits)
+            for key in (ENSEMBLE_KEY, DROPPED_KEY):
+                if study.user_attrs.get(key) is not None:
+                    study.set_user_attr(key, None)
+            return None
+        chosen = select(candidates, y_val, session.metric, session.bundle.info.task, admits=admits)
+        if admits is None:
+            break
+        measured = measure_ensemble(session, chosen.weights)
+        estimate = ensemble_estimate(names, figures, frozenset(chosen.weights)) or {}
+        over = ensemble_overshoot(constraints, measured, estimate)
+        if over is None or tries >= ENSEMBLE_TRIES:
+            break
+        last = (admits, candidates, tests, chosen, measured)
+        scale = max(scale, over) * 1.02
     trial_test_value = score(session.metric, y_test, combine(tests, chosen.weights))
     by_number = {t.number: t for t in ranked}
     order = sorted(chosen.weights, key=lambda n: -chosen.weights[n])  # heaviest first: under a budget they matter most
@@ -182,13 +198,31 @@ def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.tr
         record["refit_skipped"] = {str(n): why for n, why in skipped.items()}
     from automl.search.deploy import keep_ensemble
 
-    if not keep_ensemble(session, study, record, chosen.weights):
+    if admits is not None:
+        record["tries"] = tries
+    if not keep_ensemble(session, study, record, chosen.weights, measured):
         return None
     study.set_user_attr(ENSEMBLE_KEY, record)
     folder = session.ref.dir / "ensemble"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "ensemble.json").write_text(json.dumps(record, indent=2))
     return {**record, "members": chosen.weights}
+
+
+def _candidates(session: Session, ranked: list[optuna.trial.FrozenTrial], size: int,
+                admits: Any) -> tuple[dict[int, Any], dict[int, Any]]:
+    """The best ``size`` trials with stored predictions and a kept model (that ``admits``
+    alone, when given): their validation and test predictions, by trial number."""
+    candidates: dict[int, Any] = {}
+    tests: dict[int, Any] = {}
+    for t in ranked:
+        preds = load_predictions(session.ref.trial_dir(t.number))
+        if preds is not None and saved_model(session.ref.trial_dir(t.number)) is not None \
+                and (admits is None or admits(frozenset({t.number}))):
+            candidates[t.number], tests[t.number] = preds
+        if len(candidates) >= size:
+            break
+    return candidates, tests
 
 
 def averageable(data: Any) -> bool:
