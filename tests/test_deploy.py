@@ -224,6 +224,10 @@ def test_constraint_marks_infeasible_trials_and_selects_a_feasible_one(cli, stud
     record = build_ensemble(session, study, ranked, 2)
     assert record is not None and len(record["members"]) == 1 and record["tries"] == 2, record
     assert record["deploy"]["latency_ms"] <= 1.5 * real and record["feasible"]
+    # One member is its trial (export and predict serve the trial's model, not an average):
+    # its figures are the trial's own.
+    only = next(t for t in ranked if t.number == int(next(iter(record["members"]))))
+    assert record["deploy"]["latency_ms"] == only.user_attrs["run"]["deploy"]["latency_ms"]
     # Built again under a limit that leaves fewer than two candidates: no ensemble, and no
     # earlier one left standing.
     study.set_user_attr("automl:ensemble", {"members": one, "val_value": 1.0})

@@ -170,6 +170,9 @@ def build_ensemble(session: Session, study: optuna.Study, ranked: list[optuna.tr
                     study.set_user_attr(key, None)
             return None
         chosen = select(candidates, y_val, session.metric, session.bundle.info.task, admits=admits)
+        if len(chosen.weights) == 1:  # its trial: export and predict serve the trial's model, not an average
+            measured = dict(figures.get(next(iter(chosen.weights))) or {})
+            break
         if admits is None:
             break
         measured = measure_ensemble(session, chosen.weights)
