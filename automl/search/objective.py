@@ -27,6 +27,7 @@ from automl.search.deploy import checkable_before_training, measure, untrained_m
 from automl.study.artifacts import model_path, save_predictions, save_targets
 from automl.study.datasets import load_data
 from automl.study.resolve import check_task_fit, resolve
+from automl.study.results import violations as violations_of
 from automl.study.sampling import sample_config
 from automl.study.spec import FIGURES, PRUNERS, SAMPLERS, StudySpec, parse_constraint, trial_seed
 from automl.study.store import quiet_optuna
@@ -369,7 +370,7 @@ class Objective:
         if not self.spec.constraints or not checkable_before_training(self.spec.constraints) \
                 or trial.user_attrs.get("retry_of") is not None or trial._cached_frozen_trial.intermediate_values:
             return  # a retry continues what its dead trial started: its curve, its checkpoint
-        if not any(t.constraints and all(v <= 0 for v in t.constraints.values())
+        if not any(t.constraints and not violations_of(t)
                    for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))):
             return
         seed_everything(seed)
@@ -547,7 +548,7 @@ class _FeasibleTrials:
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> list[Any]:
         return [t for t in self._storage.get_all_trials(study_id, deepcopy=deepcopy, states=states)
-                if t.state != TrialState.COMPLETE or all(v <= 0 for v in t.constraints.values())]
+                if t.state != TrialState.COMPLETE or not violations_of(t)]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._storage, name)

@@ -124,17 +124,17 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
             "feasible": (not violations(t)) if constrained and (complete or rejected) else None,
             "violations": violations(t) if constrained and (complete or rejected) else None,
             "rejected": run.get("rejected"),
-            "deploy": dict((t.user_attrs.get("run") or {}).get("deploy") or {}),
+            "deploy": dict(run.get("deploy") or {}),
             "test_value": tests.get(str(t.number)),
             "duration_s": round(duration, 3) if duration is not None else None,
             "params": dict(t.params),
-            "metrics": dict((t.user_attrs.get("run") or {}).get("metrics") or {}),
-            "epochs": (t.user_attrs.get("run") or {}).get("epochs_run"),
+            "metrics": dict(run.get("metrics") or {}),
+            "epochs": run.get("epochs_run"),
             "device": (t.user_attrs.get("worker") or {}).get("device"),
             "ray_node": ((t.user_attrs.get("worker") or {}).get("ray") or {}).get("node_id"),  # Ray backend
             "error": t.user_attrs.get("error"),
             "retry_of": t.user_attrs.get("retry_of"),
-            "cut": (t.user_attrs.get("run") or {}).get("cut"),
+            "cut": run.get("cut"),
         })
     return rows
 
